@@ -1,0 +1,33 @@
+/**
+ * In-object counters. Label values only ever come from the compiled policy
+ * (tenant ids, service names) or from fixed enums in the code, never from
+ * client input, so the number of series is bounded by the policy.
+ */
+export type Labels = Record<string, string>;
+
+function key(name: string, labels: Labels): string {
+  const parts = Object.keys(labels)
+    .sort()
+    .map((k) => `${k}="${labels[k]!.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`);
+  return parts.length > 0 ? `${name}{${parts.join(",")}}` : name;
+}
+
+export class Counters {
+  readonly values = new Map<string, number>();
+
+  inc(name: string, labels: Labels, by = 1): void {
+    const k = key(name, labels);
+    this.values.set(k, (this.values.get(k) ?? 0) + by);
+  }
+
+  get(name: string, labels: Labels): number {
+    return this.values.get(key(name, labels)) ?? 0;
+  }
+
+  /** Take the accumulated deltas and reset (for flushing to an aggregator). */
+  drain(): Map<string, number> {
+    const out = new Map(this.values);
+    this.values.clear();
+    return out;
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Shape of the compiled policy module (src/policy/generated.ts), produced at build
+ * time by scripts/compile-policies.ts from policies/*.yaml.
+ *
+ * Everything here is plain data (JSON-compatible) so the generated module needs no
+ * parser at runtime. Keyed collections are emitted as arrays of [key, value] pairs
+ * rather than object literals, so a key such as "__proto__" can never touch a
+ * prototype; src/policy/index.ts turns them into Maps once, at module load.
+ */
+
+export type RateLimitScope = "connection" | "tenant";
+export type RateLimitAction = "drop" | "error" | "close";
+export type HotErrorMode = "silent" | "sys_error";
+export type LifecycleEvent = "open" | "close" | "message";
+
+export interface CompiledGateway {
+  idle_timeout_ms: number;
+  handshake_limit: {
+    enabled: boolean;
+    global_rps: number;
+    global_burst: number;
+    per_ip_rps: number;
+    per_ip_burst: number;
+  };
+}
+
+export type CompiledAuth =
+  | { mode: "jwt"; secret_env: string | null; jwks_url: string | null; audience: string | null }
+  | { mode: "origin"; origin_url: string; secret_env: string; cache_s: number }
+  | { mode: "dev" };
+
+export type CompiledService =
+  | {
+      kind: "origin";
+      url: string;
+      secret_env: string;
+      events: LifecycleEvent[];
+      timeout_ms: number;
+      batch_ms: number;
+      batch_max: number;
+      retry_for_s: number;
+    }
+  | { kind: "broadcast" };
+
+export type CompiledHotService =
+  | { mode: "relay" }
+  | { mode: "echo" }
+  | { mode: "state"; tick_hz: number };
+
+export interface CompiledLimits {
+  max_frame_bytes: number;
+  max_sessions_total: number; // 0 = unlimited
+  max_rooms_total: number; // 0 = unlimited
+  max_users_per_room: number; // 0 = unlimited
+  max_rooms_per_user: number; // 0 = unlimited
+}
+
+export interface CompiledSessions {
+  mode: "single" | "multi";
+  /** Effective limit: always 1 in `single` mode; 0 = unlimited in `multi`. */
+  max_sessions_per_user: number;
+  on_exceed: "deny" | "kick_oldest";
+}
+
+export interface CompiledPolicy {
+  rate_limit_rps: number;
+  rate_limit_burst: number;
+  rate_limit_scope: RateLimitScope;
+  rate_limit_action: RateLimitAction;
+  sessions: CompiledSessions;
+  hot_error_mode: HotErrorMode;
+}
+
+export interface CompiledTenant {
+  id: string;
+  /** policies/<file> the tenant came from, for error messages and logs. */
+  source: string;
+  auth: CompiledAuth;
+  /** Exact origins (scheme://host[:port], lower case). Empty = any Origin. */
+  allowed_origins: string[];
+  presence: boolean;
+  api: { key_env: string } | null;
+  limits: CompiledLimits;
+  policy: CompiledPolicy;
+  /** Ext allowlist: svc -> "*" (any type) or the allowed types. */
+  ext_allow: Array<[svc: string, types: "*" | string[]]>;
+  /** Hot allowlist: svc_id -> 256-bit opcode bitmap as 8 little-endian u32 words. */
+  hot_allow: Array<[svcId: number, bitmap: number[]]>;
+  services: Array<[svc: string, service: CompiledService]>;
+  hot_services: Array<[svcId: number, service: CompiledHotService]>;
+}
+
+export interface CompiledPolicies {
+  version: 1;
+  gateway: CompiledGateway;
+  tenants: CompiledTenant[];
+}

@@ -1,0 +1,105 @@
+/**
+ * Ext lane envelopes (SPEC section 4): strict JSON text frames.
+ *
+ *   {"v":1,"svc":"chat","type":"send","flags":4,"seq":12,"room":"match:1","data":{...}}
+ *
+ * Field presence is authoritative: SEQ_PRESENT/ROOM_PRESENT mirror it and are not
+ * required (the contract's own example sends `flags: 4` with seq and room).
+ */
+import { z } from "zod";
+import type { ErrorCode } from "./codes.ts";
+import { ROOM_RE, SVC_RE } from "./codes.ts";
+
+export const EXT_FLAG_SEQ = 0x01;
+export const EXT_FLAG_ROOM = 0x02;
+export const EXT_FLAG_ACK = 0x04;
+
+export const ClientEnvelope = z.strictObject({
+  v: z.literal(1),
+  svc: z.string().regex(SVC_RE, "svc must match ^[a-z0-9_-]{1,32}$"),
+  type: z.string().regex(SVC_RE, "type must match ^[a-z0-9_-]{1,32}$"),
+  flags: z.number().int().min(0).max(0xffffffff).optional(),
+  seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  room: z.string().regex(ROOM_RE, "room is malformed").optional(),
+  data: z.unknown().optional(),
+});
+export type ClientEnvelope = z.infer<typeof ClientEnvelope>;
+
+export type ParseResult =
+  | { ok: true; env: ClientEnvelope; ack: boolean }
+  | { ok: false; code: ErrorCode; msg: string; seq?: number };
+
+function echoSeq(raw: unknown): number | undefined {
+  if (raw && typeof raw === "object" && !Array.isArray(raw)) {
+    const seq = (raw as { seq?: unknown }).seq;
+    if (typeof seq === "number" && Number.isSafeInteger(seq) && seq >= 0) return seq;
+  }
+  return undefined;
+}
+
+/** Parse and validate a client text frame. Never throws. */
+export function parseEnvelope(text: string): ParseResult {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, code: "BAD_REQUEST", msg: "invalid JSON" };
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    return { ok: false, code: "BAD_REQUEST", msg: "envelope must be a JSON object" };
+  }
+  const seq = echoSeq(raw);
+  const v = (raw as { v?: unknown }).v;
+  if (v === undefined) return { ok: false, code: "BAD_REQUEST", msg: "missing v", seq };
+  if (v !== 1) return { ok: false, code: "UNSUPPORTED_VERSION", msg: "v must be 1", seq };
+  const parsed = ClientEnvelope.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const where = issue.path.length > 0 ? issue.path.join(".") : "envelope";
+    const msg =
+      issue.code === "unrecognized_keys"
+        ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`
+        : issue.code === "invalid_type" && issue.input === undefined
+          ? `missing ${where}`
+          : `${where}: ${issue.message}`;
+    return { ok: false, code: "BAD_REQUEST", msg, seq };
+  }
+  const env = parsed.data;
+  const ack = ((env.flags ?? 0) & EXT_FLAG_ACK) !== 0;
+  if (ack && env.seq === undefined) {
+    return { ok: false, code: "BAD_REQUEST", msg: "ACK_REQUESTED needs a seq" };
+  }
+  return { ok: true, env, ack };
+}
+
+/** Gateway-to-client sys envelope. */
+export function sysFrame(type: string, data: unknown, traceId?: string): string {
+  return JSON.stringify(
+    traceId === undefined ? { v: 1, svc: "sys", type, data } : { v: 1, svc: "sys", type, data, trace_id: traceId },
+  );
+}
+
+export function errorFrame(code: ErrorCode, msg: string, seq?: number, traceId?: string): string {
+  return sysFrame("error", seq === undefined ? { code, msg } : { code, msg, seq }, traceId);
+}
+
+export interface Sender {
+  user: string;
+  sid: string;
+}
+
+/** An envelope relayed to other members (or sent by an origin), with `from`. */
+export function relayFrame(
+  svc: string,
+  type: string,
+  room: string,
+  data: unknown,
+  from: Sender | null,
+  seq?: number,
+): string {
+  const out: Record<string, unknown> = { v: 1, svc, type, room };
+  if (seq !== undefined) out.seq = seq;
+  if (data !== undefined) out.data = data;
+  if (from) out.from = { user: from.user, sid: from.sid };
+  return JSON.stringify(out);
+}

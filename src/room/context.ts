@@ -1,0 +1,18 @@
+/** What the lane handlers (ext.ts, hot.ts) may use of the room object. */
+import type { Counters } from "../observability/metrics.ts";
+import type { TenantPolicy } from "../policy/index.ts";
+import type { ErrorCode } from "../protocol/codes.ts";
+import type { Attachment, Members } from "./members.ts";
+
+export type Lane = "ext" | "hot";
+
+export interface RoomApi {
+  readonly members: Members;
+  readonly counters: Counters;
+  /** `sys.error` to one socket. */
+  sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void;
+  /** Close a member with a contract close code, with presence and cleanup. */
+  closeMember(ws: WebSocket, code: number, reason: string): void;
+  /** Count a policy decision (`wsprism_policy_decisions_total`). */
+  decision(t: TenantPolicy, lane: Lane, decision: "allow" | "deny" | "drop", reason: string): void;
+}

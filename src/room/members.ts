@@ -1,0 +1,134 @@
+/**
+ * The room's members, rebuilt from the runtime after every wake.
+ *
+ * Every fact about a session lives in its WebSocket attachment (which the
+ * runtime keeps across hibernation); this class is only an in-memory index
+ * over `ctx.getWebSockets()`, dropped and rebuilt whenever the object wakes.
+ */
+import type { Bucket } from "./ratelimit.ts";
+
+/** Serialized into the socket (limit 16 KiB; ours is well under 1 KiB). */
+export interface Attachment {
+  v: 1;
+  tenant: string;
+  room: string;
+  user: string;
+  sid: string;
+  /** Member number in the room (u16, 1..65535; 0 is reserved for origin-sent frames). */
+  slot: number;
+  trace: string;
+  /** ms since epoch when the session joined. */
+  since: number;
+  /** JWT expiry (unix seconds), null for tickets without one. */
+  exp: number | null;
+  /** Per-connection token bucket. */
+  rl: Bucket;
+  /** Set once the gateway has closed the socket, so a rebuild skips it. */
+  gone?: true;
+}
+
+export const MAX_SLOT = 0xffff;
+
+const OPEN = 1;
+
+export class Members {
+  private index: Map<WebSocket, Attachment> | null = null;
+  private readonly ctx: DurableObjectState;
+
+  constructor(ctx: DurableObjectState) {
+    this.ctx = ctx;
+  }
+
+  /** All live members (lazily rebuilt from the runtime after a wake). */
+  all(): Map<WebSocket, Attachment> {
+    if (this.index) return this.index;
+    const index = new Map<WebSocket, Attachment>();
+    for (const ws of this.ctx.getWebSockets()) {
+      if (ws.readyState !== OPEN) continue;
+      let att: Attachment | null = null;
+      try {
+        att = ws.deserializeAttachment() as Attachment | null;
+      } catch {
+        att = null;
+      }
+      if (att && att.v === 1 && !att.gone) index.set(ws, att);
+    }
+    this.index = index;
+    return index;
+  }
+
+  get(ws: WebSocket): Attachment | undefined {
+    return this.all().get(ws);
+  }
+
+  add(ws: WebSocket, att: Attachment): void {
+    ws.serializeAttachment(att);
+    this.all().set(ws, att);
+  }
+
+  /** Persist a changed attachment (e.g. the rate-limit bucket). */
+  save(ws: WebSocket, att: Attachment): void {
+    try {
+      ws.serializeAttachment(att);
+    } catch {
+      // The socket is already closed: nothing left to persist.
+    }
+  }
+
+  /** Remove and mark gone. Returns the attachment if it was a member. */
+  remove(ws: WebSocket): Attachment | undefined {
+    const index = this.all();
+    const att = index.get(ws);
+    if (!att) return undefined;
+    index.delete(ws);
+    att.gone = true;
+    this.save(ws, att);
+    return att;
+  }
+
+  size(): number {
+    return this.all().size;
+  }
+
+  /** Lowest free slot >= 1, or -1 when all 65535 are taken. */
+  freeSlot(): number {
+    const used = new Set<number>();
+    for (const att of this.all().values()) used.add(att.slot);
+    for (let s = 1; s <= MAX_SLOT; s++) if (!used.has(s)) return s;
+    return -1;
+  }
+
+  distinctUsers(): number {
+    const users = new Set<string>();
+    for (const att of this.all().values()) users.add(att.user);
+    return users.size;
+  }
+
+  hasUser(user: string): boolean {
+    for (const att of this.all().values()) if (att.user === user) return true;
+    return false;
+  }
+
+  bySid(sid: string): [WebSocket, Attachment] | undefined {
+    for (const entry of this.all()) if (entry[1].sid === sid) return entry;
+    return undefined;
+  }
+}
+
+/** Send without ever throwing (a socket may close between check and send). */
+export function safeSend(ws: WebSocket, data: string | ArrayBuffer | ArrayBufferView): boolean {
+  try {
+    ws.send(data);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function safeClose(ws: WebSocket, code: number, reason: string): void {
+  try {
+    ws.close(code, reason.slice(0, 120));
+  } catch {
+    // Already closed or closing.
+  }
+}

@@ -1,0 +1,248 @@
+/**
+ * One Durable Object per (tenant, room): `idFromName("<tenant>/<room>")`.
+ *
+ * Sockets are accepted through the hibernatable WebSocket API, so an idle room
+ * costs nothing and its sockets survive the object's eviction. Everything a
+ * session needs is in its attachment (see members.ts); the in-memory index is
+ * rebuilt from `ctx.getWebSockets()` after every wake. `ping` is answered
+ * `pong` by the runtime without waking the object.
+ *
+ * No handler lets an exception escape: failures become contract answers
+ * (`sys.error`, close codes) and are counted.
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "../env.ts";
+import { log } from "../observability/log.ts";
+import { Counters } from "../observability/metrics.ts";
+import { getTenant, type TenantPolicy } from "../policy/index.ts";
+import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
+import { errorFrame, sysFrame } from "../protocol/envelope.ts";
+import { jsonError } from "../protocol/http.ts";
+import type { Lane, RoomApi } from "./context.ts";
+import { handleExt } from "./ext.ts";
+import { handleHot } from "./hot.ts";
+import { Members, safeClose, safeSend, type Attachment } from "./members.ts";
+import { fullBucket, take, type Bucket } from "./ratelimit.ts";
+
+/** Header carrying the Worker-verified identity. Only the Worker can reach the object. */
+export const CONNECT_HEADER = "x-wsprism-connect";
+
+/** What the Worker hands the room after it verified the upgrade. */
+export interface ConnectRequest {
+  tenant: string;
+  room: string;
+  user: string;
+  sid: string;
+  exp: number | null;
+  trace: string;
+  /** The client offered the `wsprism.v1` subprotocol: answer with it. */
+  protocol: boolean;
+}
+
+const TENANT_BUCKET_KEY = "rl:tenant";
+const RETRY_AFTER_FULL_S = 5;
+
+export class RoomObject extends DurableObject<Env> implements RoomApi {
+  readonly members: Members;
+  readonly counters = new Counters();
+  /** Bucket for `rate_limit_scope: tenant` (shared by the room's sockets), persisted in storage. */
+  private tenantBucket: Bucket | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.members = new Members(ctx);
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+  }
+
+  /** Health probe for /readyz. */
+  async ping(): Promise<string> {
+    return "pong";
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    try {
+      const raw = request.headers.get(CONNECT_HEADER);
+      if (!raw || request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
+        return jsonError(400, "BAD_REQUEST", "room objects only accept upgrades from the gateway");
+      }
+      return this.accept(JSON.parse(raw) as ConnectRequest);
+    } catch (err) {
+      log("error", "room.connect_failed", { trace_id: "-", error: String(err) });
+      return jsonError(500, "INTERNAL", "internal error");
+    }
+  }
+
+  private accept(req: ConnectRequest): Response {
+    const t = getTenant(req.tenant);
+    if (!t) return jsonError(400, "UNKNOWN_TENANT", "unknown tenant");
+
+    // A reconnect with the sid of a live session replaces it (same user only).
+    const existing = this.members.bySid(req.sid);
+    if (existing && existing[1].user !== req.user) {
+      return jsonError(400, "BAD_REQUEST", "sid is in use by another session in this room");
+    }
+    const max = t.limits.max_users_per_room;
+    if (!existing && max > 0 && !this.members.hasUser(req.user) && this.members.distinctUsers() >= max) {
+      this.counters.inc("wsprism_handshake_rejections_total", { tenant: t.id, reason: "room_full" });
+      return jsonError(503, "RESOURCE_EXHAUSTED", "room is full", RETRY_AFTER_FULL_S);
+    }
+    let slot: number;
+    if (existing) {
+      slot = existing[1].slot;
+      safeSend(existing[0], sysFrame("kicked", { reason: "session replaced" }));
+      this.closeMember(existing[0], CLOSE.SESSION_REPLACED, "session replaced");
+    } else {
+      slot = this.members.freeSlot();
+      if (slot < 0) return jsonError(503, "RESOURCE_EXHAUSTED", "room is full", RETRY_AFTER_FULL_S);
+    }
+
+    const pair = new WebSocketPair();
+    const client = pair[0];
+    const server = pair[1];
+    const now = Date.now();
+    const att: Attachment = {
+      v: 1,
+      tenant: t.id,
+      room: req.room,
+      user: req.user,
+      sid: req.sid,
+      slot,
+      trace: req.trace,
+      since: now,
+      exp: req.exp,
+      rl: fullBucket(t.policy.rate_limit_burst, now),
+    };
+    this.ctx.acceptWebSocket(server, [`u:${req.user}`.slice(0, 256), `s:${req.sid}`]);
+    this.members.add(server, att);
+
+    safeSend(
+      server,
+      sysFrame("authed", { tenant: t.id, user: req.user, sid: req.sid, room: req.room, slot }, req.trace),
+    );
+    if (t.presence) {
+      this.broadcastSys("presence", { event: "join", user: req.user, sid: req.sid, slot }, server);
+    }
+    this.counters.inc("wsprism_ws_upgrades_total", { tenant: t.id, status: "101" });
+    log("info", "ws.open", { trace_id: req.trace, tenant: t.id, room: req.room, sid: req.sid, user: req.user, slot });
+
+    const headers = new Headers();
+    if (req.protocol) headers.set("Sec-WebSocket-Protocol", "wsprism.v1");
+    return new Response(null, { status: 101, webSocket: client, headers });
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    const att = this.members.get(ws);
+    if (!att) return; // closed by the gateway already; late frames are ignored
+    const t = getTenant(att.tenant);
+    try {
+      if (!t) {
+        this.closeMember(ws, CLOSE.POLICY, "tenant no longer configured");
+        return;
+      }
+      const lane: Lane = typeof message === "string" ? "ext" : "hot";
+      // 1. Frame size.
+      const max = t.limits.max_frame_bytes;
+      if (typeof message === "string" ? utf8Length(message, max) > max : message.byteLength > max) {
+        this.decision(t, lane, "deny", "frame_size");
+        safeSend(ws, errorFrame("PAYLOAD_TOO_LARGE", `frame over ${max} bytes`));
+        this.closeMember(ws, CLOSE.TOO_LARGE, "frame too large");
+        return;
+      }
+      // 2. Rate limit.
+      if (!this.takeToken(ws, att, t)) {
+        this.rateLimited(ws, att, t, lane);
+        return;
+      }
+      // 3-5. Parse, allowlist, handler.
+      if (typeof message === "string") handleExt(this, ws, att, t, message);
+      else handleHot(this, ws, att, t, message);
+    } catch (err) {
+      this.counters.inc("wsprism_internal_errors_total", { tenant: att.tenant });
+      log("error", "ws.handler_failed", { trace_id: att.trace, tenant: att.tenant, room: att.room, sid: att.sid, error: String(err) });
+      this.sendError(ws, att, "INTERNAL", "internal error");
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string, _wasClean: boolean): Promise<void> {
+    this.leave(ws, code, reason, "client");
+    // Complete the closing handshake (codes 1005/1006 cannot be sent back).
+    safeClose(ws, code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : CLOSE.NORMAL, "");
+  }
+
+  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
+    this.leave(ws, 1006, String(error), "error");
+  }
+
+  // --- RoomApi -------------------------------------------------------------
+
+  sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void {
+    safeSend(ws, errorFrame(code, msg, seq, att.trace));
+  }
+
+  closeMember(ws: WebSocket, code: number, reason: string): void {
+    this.leave(ws, code, reason, "gateway");
+    safeClose(ws, code, reason);
+  }
+
+  decision(t: TenantPolicy, lane: Lane, decision: "allow" | "deny" | "drop", reason: string): void {
+    this.counters.inc("wsprism_policy_decisions_total", { tenant: t.id, lane, decision, reason });
+  }
+
+  // --- internals -----------------------------------------------------------
+
+  /** Remove a member once, announce presence, log. Idempotent. */
+  private leave(ws: WebSocket, code: number, reason: string, by: "client" | "gateway" | "error"): void {
+    const att = this.members.remove(ws);
+    if (!att) return;
+    const t = getTenant(att.tenant);
+    if (t?.presence) this.broadcastSys("presence", { event: "leave", user: att.user, sid: att.sid, slot: att.slot }, ws);
+    log("info", "ws.close", {
+      trace_id: att.trace,
+      tenant: att.tenant,
+      room: att.room,
+      sid: att.sid,
+      user: att.user,
+      code,
+      reason: reason.slice(0, 120),
+      by,
+      duration_ms: Date.now() - att.since,
+    });
+  }
+
+  private broadcastSys(type: string, data: unknown, except: WebSocket | null): void {
+    const frame = sysFrame(type, data);
+    for (const [ws] of this.members.all()) if (ws !== except) safeSend(ws, frame);
+  }
+
+  private takeToken(ws: WebSocket, att: Attachment, t: TenantPolicy): boolean {
+    const { rate_limit_rps: rps, rate_limit_burst: burst, rate_limit_scope: scope } = t.policy;
+    const now = Date.now();
+    if (scope === "tenant") {
+      const bucket = (this.tenantBucket ??=
+        this.ctx.storage.kv.get<Bucket>(TENANT_BUCKET_KEY) ?? fullBucket(burst, now));
+      const ok = take(bucket, now, rps, burst);
+      this.ctx.storage.kv.put(TENANT_BUCKET_KEY, bucket);
+      return ok;
+    }
+    const ok = take(att.rl, now, rps, burst);
+    this.members.save(ws, att);
+    return ok;
+  }
+
+  private rateLimited(ws: WebSocket, att: Attachment, t: TenantPolicy, lane: Lane): void {
+    const action = t.policy.rate_limit_action;
+    this.decision(t, lane, action === "drop" ? "drop" : "deny", "rate_limit");
+    if (action === "error") this.sendError(ws, att, "RATE_LIMITED", "rate limit exceeded");
+    else if (action === "close") {
+      this.sendError(ws, att, "RATE_LIMITED", "rate limit exceeded");
+      this.closeMember(ws, CLOSE.RATE_LIMIT, "rate limit");
+    }
+  }
+}
+
+/** UTF-8 byte length, computed exactly only when it could exceed `max`. */
+function utf8Length(s: string, max: number): number {
+  if (s.length * 3 <= max) return s.length;
+  if (s.length > max) return s.length;
+  return new TextEncoder().encode(s).byteLength;
+}

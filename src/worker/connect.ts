@@ -1,0 +1,104 @@
+/**
+ * GET /v1/ws: every pre-upgrade check of SPEC section 2, in this order:
+ * 426 not an upgrade, 400 malformed parameters, 400 unknown tenant,
+ * 403 Origin, 401 ticket, 403 rooms claim; then the room object answers
+ * 503 when full, or upgrades.
+ *
+ * The room object is handed the verified identity in a request the Worker
+ * builds from scratch: nothing the client sent is forwarded to it.
+ */
+import type { Context } from "hono";
+import { authenticate } from "../auth/index.ts";
+import type { Env } from "../env.ts";
+import { log, newTraceId } from "../observability/log.ts";
+import { getTenant, originAllowed } from "../policy/index.ts";
+import { ROOM_RE, SID_RE, TENANT_RE } from "../protocol/codes.ts";
+import { jsonError } from "../protocol/http.ts";
+import { CONNECT_HEADER, type ConnectRequest } from "../room/room.ts";
+
+export const SUBPROTOCOL = "wsprism.v1";
+const TICKET_PROTOCOL_PREFIX = "ticket.";
+const MAX_PROTOCOL_HEADER = 10_000;
+
+type Ctx = Context<{ Bindings: Env }>;
+
+export async function connect(c: Ctx): Promise<Response> {
+  const req = c.req.raw;
+  if (req.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
+    return jsonError(426, "UPGRADE_REQUIRED", "expected a WebSocket upgrade");
+  }
+  const url = new URL(req.url);
+  const one = (name: string): string | null | undefined => {
+    const all = url.searchParams.getAll(name);
+    return all.length > 1 ? undefined : (all[0] ?? null); // undefined = given twice
+  };
+  const tenantId = one("tenant");
+  const room = one("room");
+  const sidParam = one("sid");
+  const queryTicket = one("ticket");
+  if (!tenantId || !TENANT_RE.test(tenantId)) return jsonError(400, "BAD_REQUEST", "missing or malformed tenant");
+  if (!room || !ROOM_RE.test(room)) return jsonError(400, "BAD_REQUEST", "missing or malformed room");
+  if (sidParam === undefined || (sidParam !== null && !SID_RE.test(sidParam))) {
+    return jsonError(400, "BAD_REQUEST", "malformed sid");
+  }
+  if (queryTicket === undefined) return jsonError(400, "BAD_REQUEST", "ticket given twice");
+
+  const protocols = parseProtocols(req.headers.get("Sec-WebSocket-Protocol"));
+  if (protocols === null) return jsonError(400, "BAD_REQUEST", "malformed Sec-WebSocket-Protocol");
+  const offered = protocols.includes(SUBPROTOCOL);
+  const protoTickets = protocols.filter((p) => p.startsWith(TICKET_PROTOCOL_PREFIX));
+  if (protoTickets.length > 1) return jsonError(400, "BAD_REQUEST", "more than one ticket subprotocol");
+  if (protoTickets.length === 1 && !offered) {
+    return jsonError(400, "BAD_REQUEST", `a ticket subprotocol needs ${SUBPROTOCOL} as well`);
+  }
+
+  const tenant = getTenant(tenantId);
+  if (!tenant) return jsonError(400, "UNKNOWN_TENANT", "no such tenant");
+  const trace = newTraceId();
+  const reject = (res: Response, reason: string): Response => {
+    log("info", "ws.rejected", { trace_id: trace, tenant: tenantId, room, status: res.status, reason });
+    return res;
+  };
+
+  if (!originAllowed(tenant, req.headers.get("Origin"))) {
+    return reject(jsonError(403, "NOT_ALLOWED", "Origin not allowed"), "origin");
+  }
+  const ticket = queryTicket ?? protoTickets[0]?.slice(TICKET_PROTOCOL_PREFIX.length) ?? "";
+  if (ticket === "") return reject(jsonError(401, "AUTH_FAILED", "missing ticket"), "no_ticket");
+
+  const ip = req.headers.get("CF-Connecting-IP") ?? "unknown";
+  const auth = await authenticate(tenant.auth, ticket, { tenant: tenant.id, room, ip, env: c.env });
+  if (!auth.ok) return reject(jsonError(auth.status, auth.code, auth.msg, auth.retryAfter), auth.code);
+
+  const connectReq: ConnectRequest = {
+    tenant: tenant.id,
+    room,
+    user: auth.identity.user,
+    sid: sidParam ?? newSid(),
+    exp: auth.identity.exp,
+    trace,
+    protocol: offered,
+  };
+  const stub = c.env.ROOMS.get(c.env.ROOMS.idFromName(`${tenant.id}/${room}`));
+  const res = await stub.fetch("https://room.internal/connect", {
+    headers: { Upgrade: "websocket", [CONNECT_HEADER]: JSON.stringify(connectReq) },
+  });
+  if (res.status !== 101) return reject(res, "room");
+  return res;
+}
+
+/** Split a Sec-WebSocket-Protocol header; null when it is absurd. */
+function parseProtocols(header: string | null): string[] | null {
+  if (header === null) return [];
+  if (header.length > MAX_PROTOCOL_HEADER) return null;
+  return header
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0);
+}
+
+/** 22 url-safe chars (128 random bits): matches SID_RE. */
+function newSid(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}

@@ -1,0 +1,170 @@
+/** Test clients: real WebSockets opened through the Worker inside workerd. */
+import { exports } from "cloudflare:workers";
+import { decodeOutbound, encodeClientHot } from "../../src/protocol/hot.ts";
+
+export interface Envelope {
+  v: number;
+  svc: string;
+  type: string;
+  data?: any;
+  from?: { user: string; sid: string };
+  seq?: number;
+  room?: string;
+  trace_id?: string;
+}
+
+export type Incoming = { kind: "text"; text: string; json: Envelope } | { kind: "binary"; bytes: Uint8Array };
+
+export function wsUrl(params: Record<string, string | undefined>): string {
+  const u = new URL("http://gw.test/v1/ws");
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) u.searchParams.append(k, v);
+  return u.toString();
+}
+
+export async function upgrade(url: string, headers: Record<string, string> = {}): Promise<Response> {
+  return exports.default.fetch(url, { headers: { Upgrade: "websocket", ...headers } });
+}
+
+export class TestClient {
+  readonly inbox: Incoming[] = [];
+  private waiters: Array<() => void> = [];
+  closeEvent: { code: number; reason: string } | null = null;
+  authed!: Envelope;
+
+  readonly ws: WebSocket;
+  readonly res: Response;
+
+  constructor(ws: WebSocket, res: Response) {
+    this.ws = ws;
+    this.res = res;
+    ws.addEventListener("message", (ev: MessageEvent) => {
+      const d = ev.data;
+      if (typeof d === "string") {
+        let json: Envelope;
+        try {
+          json = JSON.parse(d);
+        } catch {
+          json = { v: 0, svc: "?", type: d };
+        }
+        this.inbox.push({ kind: "text", text: d, json });
+      } else {
+        this.inbox.push({ kind: "binary", bytes: new Uint8Array(d as ArrayBuffer) });
+      }
+      this.wake();
+    });
+    ws.addEventListener("close", (ev: CloseEvent) => {
+      this.closeEvent = { code: ev.code, reason: ev.reason };
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  private async waitFor<T>(find: () => T | undefined, what: string, timeoutMs: number): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = find();
+      if (found !== undefined) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; inbox: ${JSON.stringify(this.summary())}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  summary(): unknown[] {
+    return this.inbox.map((m) => (m.kind === "text" ? m.json : `<${m.bytes.byteLength} bytes>`));
+  }
+
+  /** Next text envelope (optionally matching), removed from the inbox. */
+  async next(match: (e: Envelope) => boolean = () => true, timeoutMs = 3000): Promise<Envelope> {
+    return this.waitFor(
+      () => {
+        const i = this.inbox.findIndex((m) => m.kind === "text" && match(m.json));
+        if (i < 0) return undefined;
+        const [m] = this.inbox.splice(i, 1);
+        return (m as { json: Envelope }).json;
+      },
+      "text frame",
+      timeoutMs,
+    );
+  }
+
+  async nextOf(svc: string, type: string, timeoutMs = 3000): Promise<Envelope> {
+    return this.next((e) => e.svc === svc && e.type === type, timeoutMs);
+  }
+
+  async nextBinary(timeoutMs = 3000): Promise<Uint8Array> {
+    return this.waitFor(
+      () => {
+        const i = this.inbox.findIndex((m) => m.kind === "binary");
+        if (i < 0) return undefined;
+        const [m] = this.inbox.splice(i, 1);
+        return (m as { bytes: Uint8Array }).bytes;
+      },
+      "binary frame",
+      timeoutMs,
+    );
+  }
+
+  async closed(timeoutMs = 3000): Promise<{ code: number; reason: string }> {
+    return this.waitFor(() => this.closeEvent ?? undefined, "close", timeoutMs);
+  }
+
+  /** Resolve after `ms` and assert nothing (of the kind) arrived meanwhile. */
+  async quiet(ms = 150): Promise<Incoming[]> {
+    await new Promise((r) => setTimeout(r, ms));
+    return this.inbox.splice(0);
+  }
+
+  send(obj: unknown): void {
+    this.ws.send(typeof obj === "string" ? obj : JSON.stringify(obj));
+  }
+
+  sendHot(svc: number, op: number, payload: Uint8Array | number[], seq?: number): void {
+    this.ws.send(encodeClientHot(svc, op, payload instanceof Uint8Array ? payload : new Uint8Array(payload), seq));
+  }
+
+  close(code = 1000): void {
+    try {
+      this.ws.close(code, "bye");
+    } catch {
+      /* already closed */
+    }
+  }
+}
+
+export { decodeOutbound };
+
+/** Open a socket and wait for `sys.authed`. Throws with the HTTP error if rejected. */
+export async function connect(
+  params: Record<string, string | undefined>,
+  headers: Record<string, string> = {},
+): Promise<TestClient> {
+  const res = await upgrade(wsUrl(params), headers);
+  if (res.status !== 101 || !res.webSocket) {
+    throw new Error(`upgrade failed: ${res.status} ${await res.text()}`);
+  }
+  res.webSocket.accept();
+  const client = new TestClient(res.webSocket, res);
+  client.authed = await client.nextOf("sys", "authed");
+  return client;
+}
+
+export const dev = (user: string, room = "lobby", extra: Record<string, string> = {}) =>
+  connect({ tenant: "demo", room, ticket: `dev:${user}`, ...extra });
+
+let counter = 0;
+/** A room name unique to this test run (isolated storage is per test file, rooms are not). */
+export function uniqueRoom(prefix = "r"): string {
+  return `${prefix}-${Date.now().toString(36)}-${(counter++).toString(36)}`;
+}

@@ -1,0 +1,46 @@
+import { fileURLToPath } from "node:url";
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+// Test policies: policies/*.yaml plus test/fixtures/policies/*.yaml, compiled by
+// `npm run build:test-policies`. The workers project sees them in place of the
+// production module behind the `#policies` import.
+const testPolicies = fileURLToPath(new URL("./test/.generated/policies.ts", import.meta.url));
+
+export default defineConfig({
+  test: {
+    reporters: ["default", "json"],
+    outputFile: { json: "test-results/vitest.json" },
+    projects: [
+      {
+        resolve: { alias: { "#policies": testPolicies } },
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                WSPRISM_ALLOW_DEV_AUTH: "1",
+                TEST_JWT_SECRET: "test-secret-that-is-at-least-32-bytes-long!",
+              },
+            },
+          }),
+        ],
+        test: {
+          name: "workers",
+          silent: "passed-only",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/scripts/**"],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: "node",
+          environment: "node",
+          include: ["test/scripts/**/*.test.ts"],
+          testTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
