@@ -82,7 +82,7 @@ export function encodeClientHot(svc: number, op: number, payload: Uint8Array, se
   out[0] = HOT_VERSION;
   out[1] = svc;
   out[2] = op;
-  out[3] = (extraFlags & ~HOT_FLAG_SENDER) | (hasSeq ? HOT_FLAG_SEQ : 0);
+  out[3] = (extraFlags & ~(HOT_FLAG_SENDER | HOT_FLAG_SEQ)) | (hasSeq ? HOT_FLAG_SEQ : 0);
   if (hasSeq) new DataView(out.buffer).setUint32(4, seq >>> 0, true);
   out.set(payload, hasSeq ? 8 : 4);
   return out;

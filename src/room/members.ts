@@ -29,7 +29,7 @@ export interface Attachment {
 
 export const MAX_SLOT = 0xffff;
 
-const OPEN = 1;
+const CLOSED = 3;
 
 export class Members {
   private index: Map<WebSocket, Attachment> | null = null;
@@ -44,14 +44,11 @@ export class Members {
     if (this.index) return this.index;
     const index = new Map<WebSocket, Attachment>();
     for (const ws of this.ctx.getWebSockets()) {
-      if (ws.readyState !== OPEN) continue;
-      let att: Attachment | null = null;
-      try {
-        att = ws.deserializeAttachment() as Attachment | null;
-      } catch {
-        att = null;
-      }
-      if (att && att.v === 1 && !att.gone) index.set(ws, att);
+      // A socket whose close is being handled right now is CLOSING: keep it, so
+      // webSocketClose on a freshly woken object still finds the member.
+      if (ws.readyState === CLOSED) continue;
+      const att = readAttachment(ws);
+      if (att) index.set(ws, att);
     }
     this.index = index;
     return index;
@@ -75,10 +72,14 @@ export class Members {
     }
   }
 
-  /** Remove and mark gone. Returns the attachment if it was a member. */
+  /**
+   * Remove and mark gone. Returns the attachment if it was a member. A socket
+   * being closed is no longer listed by `getWebSockets()`, so on a freshly woken
+   * object its attachment is read from the socket itself.
+   */
   remove(ws: WebSocket): Attachment | undefined {
     const index = this.all();
-    const att = index.get(ws);
+    const att = index.get(ws) ?? readAttachment(ws);
     if (!att) return undefined;
     index.delete(ws);
     att.gone = true;
@@ -111,6 +112,15 @@ export class Members {
 
   bySid(sid: string): [WebSocket, Attachment] | undefined {
     for (const entry of this.all()) if (entry[1].sid === sid) return entry;
+    return undefined;
+  }
+}
+
+function readAttachment(ws: WebSocket): Attachment | undefined {
+  try {
+    const att = ws.deserializeAttachment() as Attachment | null;
+    return att && att.v === 1 && !att.gone ? att : undefined;
+  } catch {
     return undefined;
   }
 }

@@ -28,6 +28,7 @@ export async function upgrade(url: string, headers: Record<string, string> = {})
 export class TestClient {
   readonly inbox: Incoming[] = [];
   private waiters: Array<() => void> = [];
+  private chain: Promise<void> = Promise.resolve();
   closeEvent: { code: number; reason: string } | null = null;
   authed!: Envelope;
 
@@ -37,24 +38,32 @@ export class TestClient {
   constructor(ws: WebSocket, res: Response) {
     this.ws = ws;
     this.res = res;
+    // Frames are queued through one promise chain: a binary frame can arrive as a
+    // Blob (workerd delivers Blobs to a client socket whose peer hibernated), and
+    // reading it is async, so the chain keeps arrival order.
     ws.addEventListener("message", (ev: MessageEvent) => {
-      const d = ev.data;
-      if (typeof d === "string") {
-        let json: Envelope;
-        try {
-          json = JSON.parse(d);
-        } catch {
-          json = { v: 0, svc: "?", type: d };
+      const d = ev.data as string | ArrayBuffer | Blob;
+      this.chain = this.chain.then(async () => {
+        if (typeof d === "string") {
+          let json: Envelope;
+          try {
+            json = JSON.parse(d);
+          } catch {
+            json = { v: 0, svc: "?", type: d };
+          }
+          this.inbox.push({ kind: "text", text: d, json });
+        } else {
+          const buf = d instanceof Blob ? await d.arrayBuffer() : d;
+          this.inbox.push({ kind: "binary", bytes: new Uint8Array(buf) });
         }
-        this.inbox.push({ kind: "text", text: d, json });
-      } else {
-        this.inbox.push({ kind: "binary", bytes: new Uint8Array(d as ArrayBuffer) });
-      }
-      this.wake();
+        this.wake();
+      });
     });
     ws.addEventListener("close", (ev: CloseEvent) => {
-      this.closeEvent = { code: ev.code, reason: ev.reason };
-      this.wake();
+      this.chain = this.chain.then(() => {
+        this.closeEvent = { code: ev.code, reason: ev.reason };
+        this.wake();
+      });
     });
   }
 

@@ -1,0 +1,105 @@
+/**
+ * Ticket verification before the WebSocket upgrade (SPEC sections 2 and 3).
+ *
+ * `authenticate` is the single entry point used by the Worker's upgrade route. It
+ * never throws: every failure, expected or not, comes back as an `AuthFailure`
+ * whose `msg` is short and safe to return to the client (it never echoes the
+ * ticket, a claim value or a secret).
+ */
+import type { CompiledAuth } from "../policy/types.ts";
+import type { Env } from "../env.ts";
+import { verifyDevTicket } from "./dev.ts";
+import { verifyJwtTicket } from "./jwt.ts";
+import { roomAllowed } from "./rooms.ts";
+
+export { roomAllowed } from "./rooms.ts";
+
+export interface Identity {
+  /** JWT `sub` or the dev ticket's user; matches USER_RE. */
+  user: string;
+  /** Unix seconds, from the JWT `exp`; null for dev tickets. */
+  exp: number | null;
+  /** JWT `rooms` claim patterns; null = any room. */
+  rooms: string[] | null;
+}
+
+export type AuthFailure = {
+  ok: false;
+  status: 401 | 403 | 503;
+  code: "AUTH_FAILED" | "NOT_ALLOWED" | "ORIGIN_UNAVAILABLE";
+  msg: string;
+  /** Seconds; set on 503 answers, for the `Retry-After` header. */
+  retryAfter?: number;
+};
+
+export type AuthResult = { ok: true; identity: Identity } | AuthFailure;
+
+export interface AuthContext {
+  tenant: string;
+  room: string;
+  ip: string;
+  env: Env;
+  /** Current time in ms since the epoch; tests only. Defaults to Date.now(). */
+  now?: number;
+}
+
+/** Longer tickets are refused (401 AUTH_FAILED) without being parsed. */
+export const MAX_TICKET_LENGTH = 8192;
+
+/** 401 AUTH_FAILED with a short, safe message. */
+export function authFailed(msg: string): AuthFailure {
+  return { ok: false, status: 401, code: "AUTH_FAILED", msg };
+}
+
+/**
+ * Verify a ticket for a tenant. Never throws: every failure is an AuthFailure.
+ * Also enforces the identity's `rooms` patterns for ctx.room (403 NOT_ALLOWED).
+ */
+export async function authenticate(auth: CompiledAuth, ticket: string, ctx: AuthContext): Promise<AuthResult> {
+  try {
+    if (typeof ticket !== "string" || ticket.length === 0) return authFailed("missing ticket");
+    if (ticket.length > MAX_TICKET_LENGTH) return authFailed("ticket too long");
+
+    let result: AuthResult;
+    switch (auth.mode) {
+      case "jwt":
+        result = await verifyJwtTicket(auth, ticket, ctx);
+        break;
+      case "dev":
+        result = verifyDevTicket(ticket, ctx.env);
+        break;
+      case "origin":
+        result = await authenticateViaOrigin(auth, ticket, ctx);
+        break;
+      default:
+        result = authFailed("unsupported auth mode");
+    }
+    if (!result.ok) return result;
+    if (!roomAllowed(result.identity.rooms, ctx.room)) {
+      return { ok: false, status: 403, code: "NOT_ALLOWED", msg: "ticket does not grant this room" };
+    }
+    return result;
+  } catch {
+    // Defensive: the verifiers map every expected error themselves.
+    return authFailed("ticket rejected");
+  }
+}
+
+/**
+ * `mode: "origin"` (SPEC section 3): POST the ticket to the tenant's origin.
+ * Not implemented in this build yet (a later issue); until then every origin
+ * ticket is answered 503 so clients retry rather than treat it as a bad ticket.
+ */
+async function authenticateViaOrigin(
+  _auth: Extract<CompiledAuth, { mode: "origin" }>,
+  _ticket: string,
+  _ctx: AuthContext,
+): Promise<AuthResult> {
+  return {
+    ok: false,
+    status: 503,
+    code: "ORIGIN_UNAVAILABLE",
+    msg: "origin auth is not configured in this build",
+    retryAfter: 5,
+  };
+}

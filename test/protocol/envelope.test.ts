@@ -1,0 +1,45 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { ERROR_CODES } from "../../src/protocol/codes.ts";
+import { parseEnvelope } from "../../src/protocol/envelope.ts";
+
+describe("ext envelope parser", () => {
+  it("accepts the contract's example", () => {
+    const r = parseEnvelope('{"v":1,"svc":"chat","type":"send","flags":4,"seq":12,"room":"match:1","data":{"msg":"hi"}}');
+    expect(r).toMatchObject({ ok: true, ack: true, env: { svc: "chat", type: "send", seq: 12, room: "match:1" } });
+  });
+
+  it("accepts the minimum", () => {
+    expect(parseEnvelope('{"v":1,"svc":"a","type":"b"}')).toMatchObject({ ok: true, ack: false });
+  });
+
+  it.each([
+    ['{"v":1,"svc":"a","type":"b","__proto__":{"x":1}}', "BAD_REQUEST"],
+    ['{"v":"1","svc":"a","type":"b"}', "UNSUPPORTED_VERSION"],
+    ['{"v":1,"svc":"a","type":"b","room":""}', "BAD_REQUEST"],
+    ['{"v":1,"svc":"' + "a".repeat(33) + '","type":"b"}', "BAD_REQUEST"],
+    ['{"v":1,"svc":"a","type":"b","seq":9007199254740993}', "BAD_REQUEST"],
+    ["null", "BAD_REQUEST"],
+    ['"str"', "BAD_REQUEST"],
+    ["", "BAD_REQUEST"],
+  ])("%s -> %s", (text, code) => {
+    expect(parseEnvelope(text)).toMatchObject({ ok: false, code });
+  });
+
+  it("property: arbitrary strings and JSON values never throw and always map to a contract code", () => {
+    const codes = new Set<string>(ERROR_CODES);
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ maxLength: 200 }), fc.json({ maxDepth: 4 })), (text) => {
+        const r = parseEnvelope(text);
+        return r.ok || codes.has(r.code);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("property: deeply nested data does not throw", () => {
+    const deep = "[".repeat(50_000) + "]".repeat(50_000);
+    const r = parseEnvelope(`{"v":1,"svc":"a","type":"b","data":${deep}}`);
+    expect(typeof r.ok).toBe("boolean");
+  });
+});
