@@ -164,13 +164,23 @@ export class RoomObject extends DurableObject<Env> implements RoomApi {
   }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string, _wasClean: boolean): Promise<void> {
-    this.leave(ws, code, reason, "client");
+    this.guard("ws.close_failed", () => this.leave(ws, code, reason, "client"));
     // Complete the closing handshake (codes 1005/1006 cannot be sent back).
     safeClose(ws, code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : CLOSE.NORMAL, "");
   }
 
   override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
-    this.leave(ws, 1006, String(error), "error");
+    this.guard("ws.error_failed", () => this.leave(ws, 1006, String(error), "error"));
+  }
+
+  /** Run cleanup work so that nothing escapes to the runtime; failures are logged and counted. */
+  private guard(event: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.counters.inc("wsprism_internal_errors_total", {});
+      log("error", event, { trace_id: "-", error: String(err) });
+    }
   }
 
   // --- RoomApi -------------------------------------------------------------

@@ -27,10 +27,10 @@ describe("rate limits", () => {
     const room = uniqueRoom();
     const a = await connect({ tenant: "dropper", room, ticket: "dev:alice" });
     const b = await connect({ tenant: "dropper", room, ticket: "dev:bob" });
-    a.send(chat(1));
+    a.sendHot(1, 1, [0]); // takes a token before the allowlist answers NOT_ALLOWED
     a.send(chat(2));
-    await b.nextOf("chat", "send");
-    await b.nextOf("chat", "send");
+    expect((await a.nextOf("sys", "error")).data.code).toBe("NOT_ALLOWED");
+    expect((await b.nextOf("chat", "send")).data).toBe(2);
     const stub = env.ROOMS.get(env.ROOMS.idFromName(`dropper/${room}`));
     await evictDurableObject(stub, { webSockets: "hibernate" });
     a.send(chat(3)); // still empty after the wake: dropped
@@ -38,5 +38,20 @@ describe("rate limits", () => {
     await new Promise((r) => setTimeout(r, 1100)); // 1 rps refills one token
     a.send(chat(4));
     expect((await b.nextOf("chat", "send")).data).toBe(4);
+  });
+
+  it("tenant scope: the room's sockets share one bucket, and it survives eviction", async () => {
+    const room = uniqueRoom();
+    const a = await connect({ tenant: "shared", room, ticket: "dev:alice" });
+    const b = await connect({ tenant: "shared", room, ticket: "dev:bob" });
+    a.send(chat(1));
+    b.send(chat(2));
+    expect((await b.nextOf("chat", "send")).data).toBe(1);
+    expect((await a.nextOf("chat", "send")).data).toBe(2);
+    await evictDurableObject(env.ROOMS.get(env.ROOMS.idFromName(`shared/${room}`)), { webSockets: "hibernate" });
+    a.send(chat(3));
+    expect((await b.nextOf("chat", "send")).data).toBe(3);
+    b.send(chat(4)); // the fourth frame in the room within a second: over the shared burst of 3
+    expect((await b.nextOf("sys", "error")).data.code).toBe("RATE_LIMITED");
   });
 });
