@@ -27,7 +27,6 @@ export default defineConfig({
         ],
         test: {
           name: "workers",
-          silent: "passed-only",
           include: ["test/**/*.test.ts"],
           exclude: ["test/scripts/**"],
           testTimeout: 20_000,

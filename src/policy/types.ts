@@ -57,7 +57,7 @@ export interface CompiledLimits {
 
 export interface CompiledSessions {
   mode: "single" | "multi";
-  /** Effective limit: always 1 in `single` mode; 0 = unlimited in `multi`. */
+  /** Effective limit: always 1 in `single` mode; at least 1 in `multi`. */
   max_sessions_per_user: number;
   on_exceed: "deny" | "kick_oldest";
 }
