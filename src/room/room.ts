@@ -17,8 +17,10 @@ import { Counters } from "../observability/metrics.ts";
 import { getTenant, type TenantPolicy } from "../policy/index.ts";
 import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
 import { errorFrame, sysFrame } from "../protocol/envelope.ts";
+import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
 import { jsonError } from "../protocol/http.ts";
 import type { Lane, RoomApi } from "./context.ts";
+import { deliverMessage, kick, presence, type OutboundMessage, type PresenceEntry, type Target } from "./deliver.ts";
 import { handleExt } from "./ext.ts";
 import { handleHot } from "./hot.ts";
 import { Members, safeClose, safeSend, type Attachment } from "./members.ts";
@@ -40,6 +42,8 @@ export interface ConnectRequest {
 }
 
 const TENANT_BUCKET_KEY = "rl:tenant";
+/** Sender slot of hot frames an origin posts through the HTTP API. */
+export const ORIGIN_SLOT = 0;
 const RETRY_AFTER_FULL_S = 5;
 
 export class RoomObject extends DurableObject<Env> implements RoomApi {
@@ -57,6 +61,30 @@ export class RoomObject extends DurableObject<Env> implements RoomApi {
   /** Health probe for /readyz. */
   async ping(): Promise<string> {
     return "pong";
+  }
+
+  // --- RPC for the origin-facing HTTP API (inputs validated by the Worker) ---
+
+  async apiMessage(room: string, msg: OutboundMessage): Promise<{ delivered: number }> {
+    return { delivered: deliverMessage(this, room, msg) };
+  }
+
+  /** Relay a hot frame to every member, with sender slot 0 (the origin). */
+  async apiFrame(frame: ArrayBuffer): Promise<{ ok: true; delivered: number } | { ok: false; code: ErrorCode; msg: string }> {
+    const decoded = decodeHot(frame);
+    if ("error" in decoded) return { ok: false, code: decoded.error, msg: decoded.msg };
+    const out = encodeOutbound(decoded, ORIGIN_SLOT);
+    let delivered = 0;
+    for (const [ws] of this.members.all()) if (safeSend(ws, out)) delivered++;
+    return { ok: true, delivered };
+  }
+
+  async apiPresence(): Promise<{ members: PresenceEntry[] }> {
+    return { members: presence(this) };
+  }
+
+  async apiKick(target: Target, reason: string): Promise<{ kicked: number }> {
+    return { kicked: kick(this, target, reason) };
   }
 
   override async fetch(request: Request): Promise<Response> {

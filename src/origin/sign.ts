@@ -1,0 +1,84 @@
+/**
+ * Standard Webhooks signatures (https://www.standardwebhooks.com): one
+ * implementation for origin webhooks and the `origin` auth callback.
+ *
+ *   webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
+ *
+ * The key is the base64 part of a `whsec_…` secret (a secret without the prefix
+ * is taken as base64 too, as the reference libraries do).
+ */
+
+const encoder = new TextEncoder();
+const keyCache = new Map<string, Promise<CryptoKey>>();
+const MAX_CACHED_KEYS = 64;
+
+function secretBytes(secret: string): Uint8Array {
+  const b64 = secret.startsWith("whsec_") ? secret.slice("whsec_".length) : secret;
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function hmacKey(secret: string): Promise<CryptoKey> {
+  let key = keyCache.get(secret);
+  if (!key) {
+    if (keyCache.size >= MAX_CACHED_KEYS) keyCache.delete(keyCache.keys().next().value!);
+    key = crypto.subtle.importKey("raw", secretBytes(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    keyCache.set(secret, key);
+    key.catch(() => keyCache.delete(secret));
+  }
+  return key;
+}
+
+function toBase64(buf: ArrayBuffer): string {
+  const bytes = new Uint8Array(buf);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]!);
+  return btoa(bin);
+}
+
+/** `v1,<base64>` for one message. Throws only on a secret that is not base64. */
+export async function signWebhook(secret: string, id: string, timestampSec: number, body: string): Promise<string> {
+  const key = await hmacKey(secret);
+  const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(`${id}.${timestampSec}.${body}`));
+  return `v1,${toBase64(mac)}`;
+}
+
+/** The three Standard Webhooks headers plus the JSON content type. */
+export async function webhookHeaders(
+  secret: string,
+  id: string,
+  body: string,
+  nowMs: number = Date.now(),
+): Promise<Record<string, string>> {
+  const ts = Math.floor(nowMs / 1000);
+  return {
+    "content-type": "application/json",
+    "webhook-id": id,
+    "webhook-timestamp": String(ts),
+    "webhook-signature": await signWebhook(secret, id, ts, body),
+  };
+}
+
+/** A new message id, `msg_` + 26 base32 chars (unique per batch, kept across its retries). */
+export function newMessageId(prefix = "msg"): string {
+  const alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
+  const bytes = crypto.getRandomValues(new Uint8Array(26));
+  let s = `${prefix}_`;
+  for (const b of bytes) s += alphabet[b & 31];
+  return s;
+}
+
+/**
+ * Constant-time comparison of a presented secret (a bearer key) with the expected
+ * one: both are hashed to equal length, then compared with the runtime's
+ * `timingSafeEqual`, so neither the content nor the length leaks through timing.
+ */
+export async function secretsEqual(presented: string, expected: string): Promise<boolean> {
+  const [a, b] = await Promise.all([
+    crypto.subtle.digest("SHA-256", encoder.encode(presented)),
+    crypto.subtle.digest("SHA-256", encoder.encode(expected)),
+  ]);
+  return crypto.subtle.timingSafeEqual(a, b);
+}

@@ -1,0 +1,64 @@
+/**
+ * Delivery of gateway- or origin-produced messages to a room's members:
+ * shared by the origin's webhook actions and the origin-facing HTTP API.
+ */
+import { CLOSE } from "../protocol/codes.ts";
+import { relayFrame, sysFrame, type Sender } from "../protocol/envelope.ts";
+import type { RoomApi } from "./context.ts";
+import { safeSend, type Attachment } from "./members.ts";
+
+/** `from` on messages an origin sent (webhook actions, HTTP API). No client sid can be "@origin". */
+export const ORIGIN_SENDER: Sender = { user: "@origin", sid: "@origin" };
+
+export type Target = { user: string } | { sid: string };
+
+export function matches(att: Attachment, target: Target): boolean {
+  return "sid" in target ? att.sid === target.sid : att.user === target.user;
+}
+
+export interface OutboundMessage {
+  svc: string;
+  type: string;
+  data?: unknown;
+  /** Only these members (all when absent). */
+  to?: Target;
+  /** Never these sids. */
+  exclude?: readonly string[];
+}
+
+/** Send an ext envelope from the origin; returns how many sockets it reached. */
+export function deliverMessage(room: RoomApi, roomName: string, msg: OutboundMessage): number {
+  const frame = relayFrame(msg.svc, msg.type, roomName, msg.data, ORIGIN_SENDER);
+  const exclude = msg.exclude && msg.exclude.length > 0 ? new Set(msg.exclude) : null;
+  let n = 0;
+  for (const [ws, att] of room.members.all()) {
+    if (msg.to && !matches(att, msg.to)) continue;
+    if (exclude?.has(att.sid)) continue;
+    if (safeSend(ws, frame)) n++;
+  }
+  return n;
+}
+
+/** `sys.kicked {reason}` then close 4003 for every matching member. */
+export function kick(room: RoomApi, target: Target, reason: string): number {
+  const victims = [...room.members.all()].filter(([, att]) => matches(att, target));
+  const frame = sysFrame("kicked", { reason });
+  for (const [ws] of victims) {
+    safeSend(ws, frame);
+    room.closeMember(ws, CLOSE.KICKED, "kicked");
+  }
+  return victims.length;
+}
+
+export interface PresenceEntry {
+  user: string;
+  sid: string;
+  slot: number;
+  since: number;
+}
+
+export function presence(room: RoomApi): PresenceEntry[] {
+  return [...room.members.all().values()]
+    .map((a) => ({ user: a.user, sid: a.sid, slot: a.slot, since: a.since }))
+    .sort((x, y) => x.slot - y.slot);
+}
