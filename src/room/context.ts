@@ -1,6 +1,7 @@
 /** What the lane handlers (ext.ts, hot.ts) may use of the room object. */
+import type { OriginEvent } from "../origin/outbox.ts";
 import type { Counters } from "../observability/metrics.ts";
-import type { TenantPolicy } from "../policy/index.ts";
+import type { CompiledService, TenantPolicy } from "../policy/index.ts";
 import type { ErrorCode } from "../protocol/codes.ts";
 import type { Attachment, Members } from "./members.ts";
 
@@ -13,6 +14,8 @@ export interface RoomApi {
   sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void;
   /** Close a member with a contract close code, with presence and cleanup. */
   closeMember(ws: WebSocket, code: number, reason: string): void;
+  /** Queue an event for an origin service (durably). False when the room's outbox is full. */
+  originEvent(svc: string, service: Extract<CompiledService, { kind: "origin" }>, event: OriginEvent, ack: boolean): boolean;
   /** Count a policy decision (`wsprism_policy_decisions_total`). */
   decision(t: TenantPolicy, lane: Lane, decision: "allow" | "deny" | "drop", reason: string): void;
 }

@@ -5,6 +5,8 @@
  */
 import { extAllowed, type TenantPolicy } from "../policy/index.ts";
 import { CLOSE } from "../protocol/codes.ts";
+import type { OriginEvent } from "../origin/outbox.ts";
+import { newMessageId } from "../origin/sign.ts";
 import { parseEnvelope, relayFrame, sysFrame, type ClientEnvelope } from "../protocol/envelope.ts";
 import type { RoomApi } from "./context.ts";
 import { safeSend, type Attachment } from "./members.ts";
@@ -53,9 +55,31 @@ export function handleExt(room: RoomApi, ws: WebSocket, att: Attachment, t: Tena
     if (parsed.ack) safeSend(ws, sysFrame("ack", { seq: env.seq }));
     return;
   }
-  // Origin services are delivered by the origin bridge (webhooks).
-  room.decision(t, "ext", "deny", "unsupported");
-  room.sendError(ws, att, "NOT_SUPPORTED", `service ${env.svc} needs the origin bridge`, env.seq);
+  // An origin service: a durable webhook event. The answer (ack, reply, reject…)
+  // comes when the origin has answered.
+  if (!service.events.includes("message")) {
+    room.decision(t, "ext", "deny", "no_service");
+    room.sendError(ws, att, "NOT_ALLOWED", `service ${env.svc} does not take messages`, env.seq);
+    return;
+  }
+  const event: OriginEvent = {
+    id: newMessageId("evt"),
+    kind: "message",
+    user: att.user,
+    sid: att.sid,
+    svc: env.svc,
+    type: env.type,
+    ts: Date.now(),
+    trace_id: att.trace,
+  };
+  if (env.seq !== undefined) event.seq = env.seq;
+  if (env.data !== undefined) event.data = env.data;
+  if (!room.originEvent(env.svc, service, event, parsed.ack)) {
+    room.decision(t, "ext", "deny", "outbox_full");
+    room.sendError(ws, att, "RESOURCE_EXHAUSTED", "the room's outbox is full; retry later", env.seq);
+    return;
+  }
+  room.decision(t, "ext", "allow", "ok");
 }
 
 function handleRoomService(

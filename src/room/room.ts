@@ -14,12 +14,16 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
 import { log } from "../observability/log.ts";
 import { Counters } from "../observability/metrics.ts";
-import { getTenant, type TenantPolicy } from "../policy/index.ts";
+import { OriginBridge, OUTBOX_ALARM, type BridgeHost, type RoomMeta } from "../origin/bridge.ts";
+import type { OriginEvent } from "../origin/outbox.ts";
+import { newMessageId } from "../origin/sign.ts";
+import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
 import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
 import { errorFrame, sysFrame } from "../protocol/envelope.ts";
 import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
 import { jsonError } from "../protocol/http.ts";
-import type { Lane, RoomApi } from "./context.ts";
+import { AlarmMux } from "./alarms.ts";
+import type { Lane } from "./context.ts";
 import { deliverMessage, kick, presence, type OutboundMessage, type PresenceEntry, type Target } from "./deliver.ts";
 import { handleExt } from "./ext.ts";
 import { handleHot } from "./hot.ts";
@@ -42,19 +46,25 @@ export interface ConnectRequest {
 }
 
 const TENANT_BUCKET_KEY = "rl:tenant";
+const META_KEY = "meta";
 /** Sender slot of hot frames an origin posts through the HTTP API. */
 export const ORIGIN_SLOT = 0;
 const RETRY_AFTER_FULL_S = 5;
 
-export class RoomObject extends DurableObject<Env> implements RoomApi {
+export class RoomObject extends DurableObject<Env> implements BridgeHost {
   readonly members: Members;
   readonly counters = new Counters();
+  readonly alarms: AlarmMux;
+  readonly bridge: OriginBridge;
+  private metaCache: RoomMeta | undefined;
   /** Bucket for `rate_limit_scope: tenant` (shared by the room's sockets), persisted in storage. */
   private tenantBucket: Bucket | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.members = new Members(ctx);
+    this.alarms = new AlarmMux(ctx.storage);
+    this.bridge = new OriginBridge(this, ctx.storage, env);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
 
@@ -140,6 +150,7 @@ export class RoomObject extends DurableObject<Env> implements RoomApi {
       exp: req.exp,
       rl: fullBucket(t.policy.rate_limit_burst, now),
     };
+    this.rememberMeta(t.id, req.room);
     this.ctx.acceptWebSocket(server, [`u:${req.user}`.slice(0, 256), `s:${req.sid}`]);
     this.members.add(server, att);
 
@@ -150,6 +161,7 @@ export class RoomObject extends DurableObject<Env> implements RoomApi {
     if (t.presence) {
       this.broadcastSys("presence", { event: "join", user: req.user, sid: req.sid, slot }, server);
     }
+    this.lifecycle("open", att, t);
     this.counters.inc("wsprism_ws_upgrades_total", { tenant: t.id, status: "101" });
     log("info", "ws.open", { trace_id: req.trace, tenant: t.id, room: req.room, sid: req.sid, user: req.user, slot });
 
@@ -211,7 +223,28 @@ export class RoomObject extends DurableObject<Env> implements RoomApi {
     }
   }
 
-  // --- RoomApi -------------------------------------------------------------
+  override async alarm(): Promise<void> {
+    this.alarms.fired();
+    try {
+      const due = this.alarms.takeDue(Date.now());
+      if (due.includes(OUTBOX_ALARM)) await this.bridge.run();
+    } catch (err) {
+      this.counters.inc("wsprism_internal_errors_total", {});
+      log("error", "room.alarm_failed", { trace_id: "-", error: String(err) });
+    } finally {
+      this.alarms.arm();
+    }
+  }
+
+  // --- RoomApi / BridgeHost ------------------------------------------------
+
+  meta(): RoomMeta | undefined {
+    return (this.metaCache ??= this.ctx.storage.kv.get<RoomMeta>(META_KEY));
+  }
+
+  originEvent(svc: string, service: Extract<CompiledService, { kind: "origin" }>, event: OriginEvent, ack: boolean): boolean {
+    return this.bridge.enqueue(svc, service, event, ack);
+  }
 
   sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void {
     safeSend(ws, errorFrame(code, msg, seq, att.trace));
@@ -228,12 +261,40 @@ export class RoomObject extends DurableObject<Env> implements RoomApi {
 
   // --- internals -----------------------------------------------------------
 
+  private rememberMeta(tenant: string, room: string): void {
+    if (this.meta()) return;
+    this.metaCache = { tenant, room };
+    this.ctx.storage.kv.put(META_KEY, this.metaCache);
+  }
+
+  /** `open`/`close` events for the origin services that subscribe to them. */
+  private lifecycle(kind: "open" | "close", att: Attachment, t: TenantPolicy): void {
+    for (const [svc, service] of t.serviceMap) {
+      if (service.kind !== "origin" || !service.events.includes(kind)) continue;
+      const event: OriginEvent = {
+        id: newMessageId("evt"),
+        kind,
+        user: att.user,
+        sid: att.sid,
+        svc,
+        type: kind,
+        ts: Date.now(),
+        trace_id: att.trace,
+      };
+      if (!this.bridge.enqueue(svc, service, event, false)) {
+        this.counters.inc("wsprism_origin_dead_letters_total", { tenant: t.id, svc });
+        log("error", "origin.outbox_full", { trace_id: att.trace, tenant: t.id, room: att.room, sid: att.sid, svc, kind });
+      }
+    }
+  }
+
   /** Remove a member once, announce presence, log. Idempotent. */
   private leave(ws: WebSocket, code: number, reason: string, by: "client" | "gateway" | "error"): void {
     const att = this.members.remove(ws);
     if (!att) return;
     const t = getTenant(att.tenant);
     if (t?.presence) this.broadcastSys("presence", { event: "leave", user: att.user, sid: att.sid, slot: att.slot }, ws);
+    if (t) this.lifecycle("close", att, t);
     log("info", "ws.close", {
       trace_id: att.trace,
       tenant: att.tenant,

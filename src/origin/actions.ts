@@ -1,0 +1,64 @@
+/**
+ * The origin's answer to a webhook (SPEC section 6): 2xx with an empty body or
+ * `{"actions":[…]}`. Validated with zod; an invalid action is skipped (and
+ * counted), never applied half-way.
+ */
+import { z } from "zod";
+import { ERROR_CODES, SID_RE, SVC_RE } from "../protocol/codes.ts";
+
+const svc = z.string().regex(SVC_RE);
+const sid = z.string().regex(SID_RE);
+const user = z.string().min(1).max(128);
+const eventId = z.string().min(1).max(64);
+
+const Reply = z.object({ action: z.literal("reply"), to: eventId, svc, type: svc, data: z.unknown().optional() });
+const Broadcast = z.object({
+  action: z.literal("broadcast"),
+  svc,
+  type: svc,
+  data: z.unknown().optional(),
+  exclude: z.array(sid).max(1000).optional(),
+});
+const Send = z.union([
+  z.object({ action: z.literal("send"), user, svc, type: svc, data: z.unknown().optional() }),
+  z.object({ action: z.literal("send"), sid, svc, type: svc, data: z.unknown().optional() }),
+]);
+const Reject = z.object({
+  action: z.literal("reject"),
+  to: eventId,
+  code: z.enum(ERROR_CODES).default("ORIGIN_REJECTED"),
+  msg: z.string().max(500).default("rejected by origin"),
+});
+const Kick = z.union([
+  z.object({ action: z.literal("kick"), user, reason: z.string().max(200).default("kicked") }),
+  z.object({ action: z.literal("kick"), sid, reason: z.string().max(200).default("kicked") }),
+]);
+
+export const OriginAction = z.union([Reply, Broadcast, Send, Reject, Kick]);
+export type OriginAction = z.infer<typeof OriginAction>;
+
+export const MAX_ACTIONS = 1000;
+
+/** Parse an answer body. Returns the valid actions and how many were invalid. */
+export function parseActions(body: string): { actions: OriginAction[]; invalid: number; malformed: boolean } {
+  if (body.trim() === "") return { actions: [], invalid: 0, malformed: false };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch {
+    return { actions: [], invalid: 0, malformed: true };
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { actions: [], invalid: 0, malformed: true };
+  const list = (raw as { actions?: unknown }).actions;
+  if (list === undefined) return { actions: [], invalid: 0, malformed: false };
+  if (!Array.isArray(list)) return { actions: [], invalid: 0, malformed: true };
+  const actions: OriginAction[] = [];
+  let invalid = 0;
+  for (const item of list.slice(0, MAX_ACTIONS)) {
+    const r = OriginAction.safeParse(item);
+    if (r.success) actions.push(r.data);
+    else invalid++;
+  }
+  invalid += Math.max(0, list.length - MAX_ACTIONS);
+  return { actions, invalid, malformed: false };
+}

@@ -1,0 +1,314 @@
+/**
+ * The origin bridge: turns accepted ext events into signed webhook POSTs, with
+ * at-least-once delivery from the durable outbox (outbox.ts), driven by the
+ * room's alarm so retries survive eviction and restarts.
+ *
+ *  - One request in flight per room; events go out in the order accepted.
+ *  - A batch: up to `batch_max` consecutive events of one service, sent once the
+ *    oldest has waited `batch_ms`. Its webhook id is kept across retries.
+ *  - 2xx: actions applied, `sys.ack` to senders that asked. 5xx/408/429/timeout/
+ *    network: retried with exponential backoff and full jitter for `retry_for_s`,
+ *    then given up (ORIGIN_UNAVAILABLE + dead letter). Other statuses: not
+ *    retried, senders get ORIGIN_REJECTED.
+ */
+import type { Env } from "../env.ts";
+import { readSecret } from "../env.ts";
+import { log } from "../observability/log.ts";
+import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
+import { relayFrame, sysFrame } from "../protocol/envelope.ts";
+import type { AlarmMux } from "../room/alarms.ts";
+import type { RoomApi } from "../room/context.ts";
+import { deliverMessage, kick, ORIGIN_SENDER } from "../room/deliver.ts";
+import { safeSend } from "../room/members.ts";
+import { parseActions, type OriginAction } from "./actions.ts";
+import { Outbox, type BatchState, type OriginEvent, type OutboxRow } from "./outbox.ts";
+import { newMessageId, webhookHeaders } from "./sign.ts";
+
+type OriginService = Extract<CompiledService, { kind: "origin" }>;
+
+export const OUTBOX_ALARM = "outbox";
+/** Largest origin answer read; a larger one counts as an invalid answer. */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+/** Batches handled in one alarm run before yielding (the alarm re-fires at once). */
+const MAX_BATCHES_PER_RUN = 50;
+const LEASE_MARGIN_MS = 2_000;
+
+export interface RoomMeta {
+  tenant: string;
+  room: string;
+}
+
+export interface BridgeHost extends RoomApi {
+  readonly alarms: AlarmMux;
+  /** The room's tenant and name (stored when the first session joins). */
+  meta(): RoomMeta | undefined;
+}
+
+type Outcome = { kind: "ok"; body: string } | { kind: "retry"; why: string } | { kind: "rejected"; status: number };
+
+export class OriginBridge {
+  readonly outbox: Outbox;
+  private readonly host: BridgeHost;
+  private readonly env: Env;
+  private running = false;
+
+  constructor(host: BridgeHost, storage: DurableObjectStorage, env: Env) {
+    this.host = host;
+    this.env = env;
+    this.outbox = new Outbox(storage);
+  }
+
+  /**
+   * Queue an event for `svc`. Returns false when the room's outbox is full.
+   * The row is written to storage before the caller answers anyone.
+   */
+  enqueue(svc: string, service: OriginService, event: OriginEvent, ack: boolean): boolean {
+    const now = Date.now();
+    if (!this.outbox.push(svc, event, ack, now)) return false;
+    if (!this.outbox.current()) this.host.alarms.scheduleBy(OUTBOX_ALARM, now + service.batch_ms);
+    return true;
+  }
+
+  /** Alarm entry point: deliver batches until the queue is empty or must wait. */
+  async run(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (let i = 0; i < MAX_BATCHES_PER_RUN; i++) {
+        const wait = await this.step();
+        if (wait === null) {
+          this.host.alarms.clear(OUTBOX_ALARM); // queue empty: no alarm left for it
+          return;
+        }
+        if (wait > 0) {
+          this.host.alarms.schedule(OUTBOX_ALARM, Date.now() + wait);
+          return;
+        }
+      }
+      this.host.alarms.schedule(OUTBOX_ALARM, Date.now());
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** One batch: null = nothing to do; >0 = try again in that many ms; 0 = continue. */
+  private async step(): Promise<number | null> {
+    const meta = this.host.meta();
+    const t = meta ? getTenant(meta.tenant) : undefined;
+    let batch = this.outbox.current();
+    const now = Date.now();
+    if (!batch) {
+      const head = this.outbox.head();
+      if (!head) return null;
+      const service = t?.serviceMap.get(head.svc);
+      if (!meta || !t || !service || service.kind !== "origin") {
+        // The policy no longer routes this service to an origin: give its events up.
+        const rows = this.outbox.headRun(1000);
+        const id = newMessageId();
+        this.outbox.seal(rows, id, now);
+        this.giveUp(t, head.svc, id, rows, "service no longer routed to an origin");
+        return 0;
+      }
+      const run = this.outbox.headRun(service.batch_max);
+      const due = run[0]!.created + service.batch_ms;
+      if (run.length < service.batch_max && due > now) return due - now;
+      batch = this.outbox.seal(run, newMessageId(), now);
+    } else if (!meta || !t) {
+      this.giveUp(t, batch.svc, batch.id, this.outbox.rows(batch.id), "tenant no longer configured");
+      return 0;
+    }
+    const service = t.serviceMap.get(batch.svc);
+    if (!service || service.kind !== "origin") {
+      this.giveUp(t, batch.svc, batch.id, this.outbox.rows(batch.id), "service no longer routed to an origin");
+      return 0;
+    }
+    return this.attempt(t, meta!, batch, service);
+  }
+
+  private async attempt(t: TenantPolicy, meta: RoomMeta, batch: BatchState, service: OriginService): Promise<number> {
+    const rows = this.outbox.rows(batch.id);
+    if (rows.length === 0) {
+      this.outbox.finish(batch.id);
+      return 0;
+    }
+    const body = `{"tenant":${JSON.stringify(meta.tenant)},"room":${JSON.stringify(meta.room)},"events":[${rows.map((r) => r.event).join(",")}]}`;
+    batch.attempts += 1;
+    this.outbox.update(batch);
+    // Lease: if the object dies mid-request, the alarm fires again after the timeout
+    // and the batch is retried with the same webhook id.
+    this.host.alarms.schedule(OUTBOX_ALARM, Date.now() + service.timeout_ms + LEASE_MARGIN_MS);
+    if (batch.attempts > 1) this.host.counters.inc("wsprism_origin_retries_total", { tenant: t.id, svc: batch.svc });
+    const outcome = await post(this.env, service, batch.id, body);
+    this.host.counters.inc("wsprism_origin_requests_total", { tenant: t.id, svc: batch.svc, outcome: outcome.kind });
+
+    if (outcome.kind === "ok") {
+      this.outbox.finish(batch.id);
+      this.applyAnswer(t, meta, batch, rows, outcome.body);
+      return 0;
+    }
+    if (outcome.kind === "rejected") {
+      this.outbox.finish(batch.id);
+      log("warn", "origin.rejected", { trace_id: batch.id, tenant: t.id, room: meta.room, svc: batch.svc, status: outcome.status });
+      this.notifySenders(rows, "ORIGIN_REJECTED", `origin answered ${outcome.status}`);
+      return 0;
+    }
+    const now = Date.now();
+    if (now - batch.first >= service.retry_for_s * 1000) {
+      this.giveUp(t, batch.svc, batch.id, rows, `retries exhausted (${outcome.why})`);
+      return 0;
+    }
+    const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (batch.attempts - 1));
+    const wait = Math.max(50, Math.round(backoff * (0.5 + Math.random() * 0.5)));
+    log("warn", "origin.retry", {
+      trace_id: batch.id,
+      tenant: t.id,
+      room: meta.room,
+      svc: batch.svc,
+      attempt: batch.attempts,
+      why: outcome.why,
+      retry_in_ms: wait,
+    });
+    return Math.min(wait, batch.first + service.retry_for_s * 1000 - now + 1);
+  }
+
+  private giveUp(t: TenantPolicy | undefined, svc: string, batchId: string, rows: OutboxRow[], why: string): void {
+    this.outbox.finish(batchId);
+    this.host.counters.inc("wsprism_origin_dead_letters_total", { tenant: t?.id ?? "-", svc }, rows.length);
+    log("error", "origin.dead_letter", { trace_id: batchId, tenant: t?.id, svc, events: rows.length, why });
+    this.notifySenders(rows, "ORIGIN_UNAVAILABLE", "origin unavailable; event given up");
+  }
+
+  /** sys.error to the connected senders of the message events of a batch. */
+  private notifySenders(rows: OutboxRow[], code: "ORIGIN_REJECTED" | "ORIGIN_UNAVAILABLE", msg: string): void {
+    for (const r of rows) {
+      if (r.kind !== "message") continue;
+      const seq = r.seq ?? undefined;
+      for (const ws of this.socketsOf(r.sid)) {
+        const att = this.host.members.get(ws);
+        if (att) this.host.sendError(ws, att, code, msg, seq);
+      }
+    }
+  }
+
+  private socketsOf(sid: string): WebSocket[] {
+    const out: WebSocket[] = [];
+    for (const [ws, att] of this.host.members.all()) if (att.sid === sid) out.push(ws);
+    return out;
+  }
+
+  private applyAnswer(t: TenantPolicy, meta: RoomMeta, batch: BatchState, rows: OutboxRow[], body: string): void {
+    const { actions, invalid, malformed } = parseActions(body);
+    if (malformed || invalid > 0) {
+      this.host.counters.inc("wsprism_origin_invalid_answers_total", { tenant: t.id, svc: batch.svc });
+      log("warn", "origin.invalid_answer", { trace_id: batch.id, tenant: t.id, room: meta.room, svc: batch.svc, malformed, invalid });
+    }
+    const byId = new Map(rows.map((r) => [r.event_id, r]));
+    const rejected = new Set<string>();
+    for (const a of actions) {
+      try {
+        this.apply(meta, a, byId, rejected);
+      } catch (err) {
+        log("error", "origin.action_failed", { trace_id: batch.id, tenant: t.id, action: a.action, error: String(err) });
+      }
+    }
+    for (const r of rows) {
+      if (r.ack !== 1 || rejected.has(r.event_id) || r.seq === null) continue;
+      const frame = sysFrame("ack", { seq: r.seq });
+      for (const ws of this.socketsOf(r.sid)) safeSend(ws, frame);
+    }
+  }
+
+  private apply(meta: RoomMeta, a: OriginAction, byId: Map<string, OutboxRow>, rejected: Set<string>): void {
+    switch (a.action) {
+      case "reply": {
+        const ev = byId.get(a.to);
+        if (!ev) return; // an unknown event: ignored
+        const frame = relayFrame(a.svc, a.type, meta.room, a.data, ORIGIN_SENDER);
+        for (const ws of this.socketsOf(ev.sid)) safeSend(ws, frame);
+        return;
+      }
+      case "broadcast":
+        deliverMessage(this.host, meta.room, { svc: a.svc, type: a.type, data: a.data, exclude: a.exclude });
+        return;
+      case "send":
+        deliverMessage(this.host, meta.room, {
+          svc: a.svc,
+          type: a.type,
+          data: a.data,
+          to: "sid" in a ? { sid: a.sid } : { user: a.user },
+        });
+        return;
+      case "reject": {
+        const ev = byId.get(a.to);
+        if (!ev) return;
+        rejected.add(ev.event_id);
+        for (const ws of this.socketsOf(ev.sid)) {
+          const att = this.host.members.get(ws);
+          if (att) this.host.sendError(ws, att, a.code, a.msg, ev.seq ?? undefined);
+        }
+        return;
+      }
+      case "kick":
+        kick(this.host, "sid" in a ? { sid: a.sid } : { user: a.user }, a.reason);
+        return;
+    }
+  }
+}
+
+/** POST one batch. Never throws. */
+async function post(env: Env, service: OriginService, id: string, body: string): Promise<Outcome> {
+  const secret = readSecret(env, service.secret_env);
+  if (!secret) return { kind: "retry", why: `secret ${service.secret_env} is not set` };
+  try {
+    const headers = await webhookHeaders(secret, id, body);
+    const res = await fetch(service.url, {
+      method: "POST",
+      headers,
+      body,
+      redirect: "manual",
+      signal: AbortSignal.timeout(service.timeout_ms),
+    });
+    if (res.status >= 200 && res.status < 300) {
+      const text = await readBounded(res, MAX_ANSWER_BYTES);
+      return { kind: "ok", body: text ?? "{\"actions\":\"too large\"}" };
+    }
+    await res.body?.cancel();
+    if (res.status >= 500 || res.status === 408 || res.status === 429) return { kind: "retry", why: `status ${res.status}` };
+    return { kind: "rejected", status: res.status };
+  } catch (err) {
+    const name = (err as { name?: string }).name;
+    return { kind: "retry", why: name === "TimeoutError" || name === "AbortError" ? "timeout" : "network error" };
+  }
+}
+
+/** Read a body up to `max` bytes; null when larger. */
+async function readBounded(res: Response, max: number): Promise<string | null> {
+  const declared = Number(res.headers.get("content-length") ?? "0");
+  if (declared > max) {
+    await res.body?.cancel();
+    return null;
+  }
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(total);
+  let o = 0;
+  for (const c of chunks) {
+    all.set(c, o);
+    o += c.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}

@@ -1,0 +1,165 @@
+/**
+ * The durable outbox: accepted ext events waiting for their origin, in the room
+ * object's SQLite storage. One queue per room (events go out in order); a batch
+ * is a run of consecutive events of one service at the head of the queue, and
+ * keeps its webhook id across retries.
+ */
+
+/** Per room: beyond these, new events are refused with RESOURCE_EXHAUSTED. */
+export const OUTBOX_MAX_EVENTS = 10_000;
+export const OUTBOX_MAX_BYTES = 8 * 1024 * 1024;
+
+export type EventKind = "open" | "close" | "message";
+
+/** The event as the origin sees it (SPEC section 6). */
+export interface OriginEvent {
+  id: string;
+  kind: EventKind;
+  user: string;
+  sid: string;
+  svc: string;
+  type: string;
+  seq?: number;
+  data?: unknown;
+  ts: number;
+  trace_id: string;
+}
+
+export type OutboxRow = {
+  n: number;
+  svc: string;
+  event_id: string;
+  kind: EventKind;
+  sid: string;
+  seq: number | null;
+  ack: number;
+  event: string;
+  bytes: number;
+  created: number;
+  batch: string | null;
+};
+
+/** The batch in flight (or waiting for its retry). */
+export interface BatchState {
+  id: string;
+  svc: string;
+  /** ms of the first attempt; retries stop `retry_for_s` after it. */
+  first: number;
+  attempts: number;
+}
+
+const BATCH_KEY = "outbox:batch";
+
+export class Outbox {
+  private readonly storage: DurableObjectStorage;
+  private ready = false;
+  private totals: { events: number; bytes: number } | null = null;
+
+  constructor(storage: DurableObjectStorage) {
+    this.storage = storage;
+  }
+
+  private get sql(): SqlStorage {
+    if (!this.ready) {
+      this.storage.sql.exec(`CREATE TABLE IF NOT EXISTS outbox (
+        n INTEGER PRIMARY KEY AUTOINCREMENT,
+        svc TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sid TEXT NOT NULL,
+        seq INTEGER,
+        ack INTEGER NOT NULL DEFAULT 0,
+        event TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        batch TEXT
+      )`);
+      this.storage.sql.exec("CREATE INDEX IF NOT EXISTS outbox_batch ON outbox(batch)");
+      this.ready = true;
+    }
+    return this.storage.sql;
+  }
+
+  /** Events and bytes waiting (computed once per wake, then kept up to date). */
+  size(): { events: number; bytes: number } {
+    if (!this.totals) {
+      const row = this.sql.exec<{ c: number; b: number }>("SELECT COUNT(*) AS c, COALESCE(SUM(bytes), 0) AS b FROM outbox").one();
+      this.totals = { events: row.c, bytes: row.b };
+    }
+    return this.totals;
+  }
+
+  /** Append an event; false when the room's outbox is full. Written before anyone is answered. */
+  push(svc: string, event: OriginEvent, ack: boolean, now: number): boolean {
+    const json = JSON.stringify(event);
+    const bytes = json.length;
+    const size = this.size();
+    if (size.events + 1 > OUTBOX_MAX_EVENTS || size.bytes + bytes > OUTBOX_MAX_BYTES) return false;
+    this.sql.exec(
+      "INSERT INTO outbox (svc, event_id, kind, sid, seq, ack, event, bytes, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      svc,
+      event.id,
+      event.kind,
+      event.sid,
+      event.seq ?? null,
+      ack ? 1 : 0,
+      json,
+      bytes,
+      now,
+    );
+    size.events += 1;
+    size.bytes += bytes;
+    return true;
+  }
+
+  head(): OutboxRow | undefined {
+    return this.sql.exec<OutboxRow>("SELECT * FROM outbox ORDER BY n LIMIT 1").toArray()[0];
+  }
+
+  /** How many events of `svc` wait at the head, up to `max` (a run unbroken by other services). */
+  headRun(max: number): OutboxRow[] {
+    const rows = this.sql.exec<OutboxRow>("SELECT * FROM outbox ORDER BY n LIMIT ?", max).toArray();
+    const first = rows[0];
+    if (!first) return [];
+    const run: OutboxRow[] = [];
+    for (const r of rows) {
+      if (r.svc !== first.svc) break;
+      run.push(r);
+    }
+    return run;
+  }
+
+  current(): BatchState | undefined {
+    return this.storage.kv.get<BatchState>(BATCH_KEY);
+  }
+
+  /** Seal the head run into a batch with a stable webhook id. */
+  seal(rows: OutboxRow[], id: string, now: number): BatchState {
+    const last = rows[rows.length - 1]!;
+    this.sql.exec("UPDATE outbox SET batch = ? WHERE n BETWEEN ? AND ?", id, rows[0]!.n, last.n);
+    const state: BatchState = { id, svc: rows[0]!.svc, first: now, attempts: 0 };
+    this.storage.kv.put(BATCH_KEY, state);
+    return state;
+  }
+
+  update(state: BatchState): void {
+    this.storage.kv.put(BATCH_KEY, state);
+  }
+
+  rows(batchId: string): OutboxRow[] {
+    return this.sql.exec<OutboxRow>("SELECT * FROM outbox WHERE batch = ? ORDER BY n", batchId).toArray();
+  }
+
+  /** Drop a finished batch (delivered, rejected or given up). */
+  finish(batchId: string): void {
+    const gone = this.sql
+      .exec<{ c: number; b: number }>("SELECT COUNT(*) AS c, COALESCE(SUM(bytes), 0) AS b FROM outbox WHERE batch = ?", batchId)
+      .one();
+    this.sql.exec("DELETE FROM outbox WHERE batch = ?", batchId);
+    this.storage.kv.delete(BATCH_KEY);
+    if (this.totals) {
+      this.totals.events -= gone.c;
+      this.totals.bytes -= gone.b;
+    }
+  }
+}

@@ -1,0 +1,212 @@
+import { env } from "cloudflare:workers";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { Webhook } from "standardwebhooks";
+import { describe, expect, it } from "vitest";
+import { OUTBOX_MAX_EVENTS } from "../../src/origin/outbox.ts";
+import type { RoomObject } from "../../src/room/room.ts";
+import { script, uniqueEvents, waitForLog, type Step } from "../helpers/origin.ts";
+import { connect, uniqueRoom } from "../helpers/ws.ts";
+
+const SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const join = (user: string, room: string, sid?: string) => connect({ tenant: "hooks", room, ticket: `dev:${user}`, sid });
+const chat = (seq: number, data: unknown = { msg: `m${seq}` }, flags = 4) => ({ v: 1, svc: "chat", type: "send", flags, seq, data });
+const stub = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(`hooks/${room}`));
+const messages = (log: { json: any }[]) => uniqueEvents(log as any).filter((e) => e.kind === "message");
+
+describe("webhooks", () => {
+  it("POSTs the contract's body, signed with Standard Webhooks, and acks only after the 2xx", async () => {
+    const room = uniqueRoom();
+    await script(room, [{ status: 200 }, { status: 200, delayMs: 300 }]);
+    const a = await join("alice", room, "a-1");
+    await waitForLog(room, (l) => l.length === 1); // the open event, alone
+    a.send(chat(12, { msg: "hi" }));
+    const log = await waitForLog(room, (l) => messages(l).length === 1);
+    // No ack while the origin has not answered (it delays 300 ms).
+    expect(a.inbox.filter((m) => m.kind === "text" && m.json.type === "ack")).toEqual([]);
+    const ack = await a.nextOf("sys", "ack");
+    expect(ack.data).toEqual({ seq: 12 });
+
+    const req = log.find((r) => r.json.events.some((e: any) => e.kind === "message"))!;
+    expect(req.method).toBe("POST");
+    expect(req.path).toBe("/hooks/chat");
+    expect(req.headers["content-type"]).toBe("application/json");
+    expect(new Webhook(SECRET).verify(req.body, req.headers)).toBeTruthy();
+    expect(req.headers["webhook-id"]).toMatch(/^msg_/);
+    expect(Object.keys(req.json).sort()).toEqual(["events", "room", "tenant"]);
+    expect(req.json).toMatchObject({ tenant: "hooks", room });
+    const ev = req.json.events[0];
+    expect(ev).toMatchObject({ kind: "message", user: "alice", sid: "a-1", svc: "chat", type: "send", seq: 12, data: { msg: "hi" } });
+    expect(ev.id).toMatch(/^evt_/);
+    expect(typeof ev.ts).toBe("number");
+    expect(ev.trace_id).toBe(a.authed.trace_id);
+    // The open event went first, in its own POST (it was accepted before the message).
+    expect(log[0]!.json.events[0]).toMatchObject({ kind: "open", user: "alice", sid: "a-1", svc: "chat" });
+  });
+
+  it("close events reach services that subscribe to them", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room, "a-1");
+    a.close();
+    const log = await waitForLog(room, (l) => uniqueEvents(l).some((e) => e.kind === "close"));
+    expect(uniqueEvents(log).map((e) => e.kind)).toEqual(["open", "close"]);
+  });
+
+  it("applies reply, broadcast, send, reject and kick from the origin's answer", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room, "a-1");
+    const b = await join("bob", room, "b-1");
+    const c = await join("carol", room, "c-1");
+    await waitForLog(room, (l) => uniqueEvents(l).length === 3); // three open events
+    // Answer the next POST with every action; event ids are only known from the request,
+    // so the origin echoes them via a placeholder we fill after reading the log.
+    await script(room, [{ status: 503 }], { status: 200 });
+    a.send(chat(1, { msg: "first" }));
+    const log = await waitForLog(room, (l) => messages(l).length === 1);
+    const evId = messages(log)[0].id;
+    await script(room, [
+      {
+        status: 200,
+        body: {
+          actions: [
+            { action: "reply", to: evId, svc: "chat", type: "delivered", data: { id: evId } },
+            { action: "broadcast", svc: "chat", type: "msg", data: { text: "first" }, exclude: ["c-1"] },
+            { action: "send", user: "carol", svc: "chat", type: "whisper", data: "psst" },
+            { action: "reject", to: "evt_unknown", code: "NOT_ALLOWED", msg: "ignored: unknown event" },
+            { action: "kick", sid: "b-1", reason: "bye bob" },
+          ],
+        },
+      },
+    ]);
+    // The 503 is retried with the scripted answer.
+    const reply = await a.nextOf("chat", "delivered", 5000);
+    expect(reply).toMatchObject({ room, data: { id: evId }, from: { user: "@origin", sid: "@origin" } });
+    expect((await a.nextOf("chat", "msg")).data).toEqual({ text: "first" });
+    expect((await b.nextOf("chat", "msg")).data).toEqual({ text: "first" });
+    expect((await c.nextOf("chat", "whisper")).data).toBe("psst");
+    expect((await b.nextOf("sys", "kicked")).data).toEqual({ reason: "bye bob" });
+    expect((await b.closed()).code).toBe(4003);
+    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 1 });
+    expect(c.inbox.filter((m) => m.kind === "text" && m.json.type === "msg")).toEqual([]);
+  });
+
+  it("reject sends sys.error with the event's code and seq, and suppresses its ack", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1);
+    await script(room, [{ rejectMessages: { code: "NOT_ALLOWED", msg: "banned word" } }], { status: 200 });
+    a.send(chat(5, { msg: "spam" }));
+    const err = await a.nextOf("sys", "error");
+    expect(err.data).toEqual({ code: "NOT_ALLOWED", msg: "banned word", seq: 5 });
+    a.send(chat(6, { msg: "fine" }));
+    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 6 }); // 5 was never acked
+    expect(a.inbox.filter((m) => m.kind === "text" && m.json.type === "ack")).toEqual([]);
+  });
+
+  it("other 4xx: not retried, the sender gets ORIGIN_REJECTED with its seq", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1);
+    await script(room, [{ status: 422, body: { error: "nope" } }]);
+    a.send(chat(9));
+    const err = await a.nextOf("sys", "error");
+    expect(err.data).toMatchObject({ code: "ORIGIN_REJECTED", seq: 9 });
+    await new Promise((r) => setTimeout(r, 800));
+    const log = await waitForLog(room, () => true);
+    expect(messages(log).length).toBe(1);
+    expect(log.length).toBe(2); // open + one attempt, no retry
+  });
+
+  const retried = async (failures: Step[]) => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1);
+    await script(room, failures, { status: 200 });
+    const slow = (seq: number) => ({ v: 1, svc: "slow", type: "tick", flags: 4, seq });
+    for (let i = 1; i <= 4; i++) a.send(slow(i));
+    for (let i = 1; i <= 4; i++) expect((await a.nextOf("sys", "ack", 15_000)).data).toEqual({ seq: i });
+    const log = (await waitForLog(room, () => true)).filter((r) => r.path === "/hooks/slow");
+    // The first batch was attempted failures+1 times with one webhook id and the same body.
+    const firstId = log[0]!.headers["webhook-id"];
+    const sameBatch = log.filter((r) => r.headers["webhook-id"] === firstId);
+    expect(sameBatch.length).toBe(failures.length + 1);
+    expect(new Set(sameBatch.map((r) => r.body)).size).toBe(1);
+    for (const r of log) expect(new Webhook(SECRET).verify(r.body, r.headers)).toBeTruthy();
+    // Exactly once after deduplication by event id, in order; in order on the wire too.
+    expect(uniqueEvents(log).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+    const seqs = log.flatMap((r) => r.json.events.map((e: any) => e.seq));
+    expect(seqs.filter((s, i) => seqs.indexOf(s) === i)).toEqual([1, 2, 3, 4]);
+  };
+
+  it("5xx and 408 are retried with the same webhook id and event ids, in order", () =>
+    retried([{ status: 500 }, { status: 408 }]), 20_000);
+
+  it("429 and timeouts are retried the same way", () =>
+    retried([{ status: 429 }, { status: 200, delayMs: 800 } /* over timeout_ms 300 */]), 20_000);
+
+  it("gives up after retry_for_s: ORIGIN_UNAVAILABLE to the sender and a dead letter", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1);
+    await script(room, [], { status: 503 });
+    a.send(chat(3));
+    const err = await a.nextOf("sys", "error", 10_000);
+    expect(err.data).toMatchObject({ code: "ORIGIN_UNAVAILABLE", seq: 3 });
+    const dead = await runInDurableObject(stub(room), (o: RoomObject) =>
+      o.counters.get("wsprism_origin_dead_letters_total", { tenant: "hooks", svc: "chat" }),
+    );
+    expect(dead).toBe(1);
+    const log = await waitForLog(room, () => true);
+    expect(log.length).toBeGreaterThan(2); // retried before giving up
+  }, 15_000);
+
+  it("batches up to batch_max events that arrive within batch_ms", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1); // chat's open event; `slow` takes no open events
+    for (let i = 1; i <= 5; i++) a.send({ v: 1, svc: "slow", type: "tick", seq: i });
+    const log = await waitForLog(room, (l) => uniqueEvents(l).filter((e) => e.svc === "slow").length === 5);
+    const posts = log.filter((r) => r.path === "/hooks/slow");
+    expect(posts.map((r) => r.json.events.map((e: any) => e.seq))).toEqual([[1, 2, 3], [4, 5]]);
+  });
+
+  it("an invalid answer is counted and harms nothing; the sender still gets its ack", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1);
+    await script(room, [{ status: 200, body: "{not json" }, { status: 200, body: { actions: [{ action: "explode" }, { action: "kick" }] } }]);
+    a.send(chat(1));
+    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 1 });
+    a.send(chat(2));
+    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 2 });
+    const invalid = await runInDurableObject(stub(room), (o: RoomObject) =>
+      o.counters.get("wsprism_origin_invalid_answers_total", { tenant: "hooks", svc: "chat" }),
+    );
+    expect(invalid).toBe(2);
+    expect(a.closeEvent).toBeNull();
+  });
+
+  it("survives eviction during an origin outage: no event lost, order kept, ids stable", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1);
+    await script(room, [{ status: 503 }, { status: 503 }, { status: 503 }], { status: 200 });
+    for (let i = 1; i <= 6; i++) a.send(chat(i));
+    await waitForLog(room, (l) => l.length >= 2);
+    await evictDurableObject(stub(room), { webSockets: "hibernate" });
+    for (let i = 1; i <= 6; i++) expect((await a.nextOf("sys", "ack", 15_000)).data).toEqual({ seq: i });
+    const log = await waitForLog(room, () => true);
+    expect(messages(log).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    const outbox = await runInDurableObject(stub(room), (o: RoomObject) => o.bridge.outbox.size());
+    expect(outbox).toEqual({ events: 0, bytes: 0 });
+  }, 30_000);
+
+  it("a full outbox answers RESOURCE_EXHAUSTED instead of dropping the event", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await runInDurableObject(stub(room), (o: RoomObject) => {
+      o.bridge.outbox.size().events = OUTBOX_MAX_EVENTS; // pretend the room's outbox is full
+    });
+    a.send(chat(77));
+    expect((await a.nextOf("sys", "error")).data).toMatchObject({ code: "RESOURCE_EXHAUSTED", seq: 77 });
+  });
+});
