@@ -10,6 +10,7 @@ import type { CompiledAuth } from "../policy/types.ts";
 import type { Env } from "../env.ts";
 import { verifyDevTicket } from "./dev.ts";
 import { verifyJwtTicket } from "./jwt.ts";
+import { verifyOriginTicket } from "./origin.ts";
 import { roomAllowed } from "./rooms.ts";
 
 export { roomAllowed } from "./rooms.ts";
@@ -86,20 +87,13 @@ export async function authenticate(auth: CompiledAuth, ticket: string, ctx: Auth
 }
 
 /**
- * `mode: "origin"` (SPEC section 3): POST the ticket to the tenant's origin.
- * Not implemented in this build yet (a later issue); until then every origin
- * ticket is answered 503 so clients retry rather than treat it as a bad ticket.
+ * `mode: "origin"` (SPEC section 3): POST the ticket to the tenant's origin,
+ * signed like a webhook, with a cache of its answers. See origin.ts.
  */
 async function authenticateViaOrigin(
-  _auth: Extract<CompiledAuth, { mode: "origin" }>,
-  _ticket: string,
-  _ctx: AuthContext,
+  auth: Extract<CompiledAuth, { mode: "origin" }>,
+  ticket: string,
+  ctx: AuthContext,
 ): Promise<AuthResult> {
-  return {
-    ok: false,
-    status: 503,
-    code: "ORIGIN_UNAVAILABLE",
-    msg: "origin auth is not configured in this build",
-    retryAfter: 5,
-  };
+  return verifyOriginTicket(auth, ticket, ctx);
 }

@@ -9,11 +9,13 @@ import type { Env } from "../env.ts";
 import { log, newTraceId } from "../observability/log.ts";
 import { tenantCount } from "../policy/index.ts";
 import { jsonError } from "../protocol/http.ts";
+import { api } from "./api.ts";
 import { connect } from "./connect.ts";
 
 export const app = new Hono<{ Bindings: Env }>();
 
 app.get("/v1/ws", connect);
+app.route("/v1/tenants", api);
 
 app.get("/healthz", (c) => c.text("ok"));
 

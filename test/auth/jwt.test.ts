@@ -484,19 +484,6 @@ describe("jwt JWKS", () => {
   });
 });
 
-describe("origin mode (not in this build)", () => {
-  it("answers 503 ORIGIN_UNAVAILABLE", async () => {
-    const auth: CompiledAuth = { mode: "origin", origin_url: "https://origin.example/auth", secret_env: "X", cache_s: 30 };
-    expect(await authenticate(auth, "anything", ctx())).toEqual({
-      ok: false,
-      status: 503,
-      code: "ORIGIN_UNAVAILABLE",
-      msg: "origin auth is not configured in this build",
-      retryAfter: 5,
-    });
-  });
-});
-
 // ---------------------------------------------------------------------------
 // Property: authenticate never throws and always answers a well-formed result.
 

@@ -1,0 +1,305 @@
+/**
+ * The origin-facing HTTP API (SPEC section 7), mounted at /v1/tenants:
+ *
+ *   POST /v1/tenants/:tenant/rooms/:room/messages   {svc,type,data?,to?,exclude?}  202 {"delivered":n}
+ *   POST /v1/tenants/:tenant/rooms/:room/frames     a client-form hot frame        202 {"delivered":n}
+ *   GET  /v1/tenants/:tenant/rooms/:room/presence                                  200 {"members":[…]}
+ *   POST /v1/tenants/:tenant/rooms/:room/kick       {user}|{sid}, reason?          202 {"kicked":n}
+ *
+ * Checks, in this order, so that a caller without the key learns nothing about
+ * bodies (it can learn whether a tenant exists, which is not a secret):
+ *  1. path: tenant (TENANT_RE, 400 BAD_REQUEST), tenant known (404 UNKNOWN_TENANT),
+ *     room (ROOM_RE, 400 BAD_REQUEST);
+ *  2. `Authorization: Bearer <key>` against the env var named by the tenant's
+ *     `api.key_env`, compared in constant time (secretsEqual). A tenant without
+ *     `api`, an unset env var, a missing, malformed or wrong key: 401 AUTH_FAILED;
+ *  3. content type (`application/json`, or `application/octet-stream` for frames;
+ *     415 BAD_REQUEST otherwise), size (over 64 KiB, by Content-Length or as read:
+ *     413 PAYLOAD_TOO_LARGE; the rest is never read), then the body (invalid
+ *     UTF-8 or JSON, or a schema violation: 400 BAD_REQUEST).
+ * Only then is the room object called. It trusts its inputs: everything is
+ * validated here. A room object that fails answers 500 INTERNAL (503 with
+ * Retry-After when the runtime says the error is retryable).
+ *
+ * Frames posted here are relayed to every member of the room with sender slot 0,
+ * whatever the tenant's `hot_allowlist` and `hot_services` say (those govern
+ * clients; the origin holds the API key). Messages carry
+ * `from: {"user":"@origin","sid":"@origin"}`.
+ */
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import type { Env } from "../env.ts";
+import { readSecret } from "../env.ts";
+import { log, newTraceId } from "../observability/log.ts";
+import { secretsEqual } from "../origin/sign.ts";
+import { getTenant, type TenantPolicy } from "../policy/index.ts";
+import { ROOM_RE, SID_RE, SVC_RE, TENANT_RE, USER_RE } from "../protocol/codes.ts";
+import { decodeHot } from "../protocol/hot.ts";
+import { jsonError } from "../protocol/http.ts";
+import type { OutboundMessage, Target } from "../room/deliver.ts";
+
+type Ctx = Context<{ Bindings: Env }>;
+
+/** Largest JSON body read, in bytes. */
+export const MAX_JSON_BODY_BYTES = 64 * 1024;
+/** Largest hot frame accepted, in bytes. */
+export const MAX_FRAME_BODY_BYTES = 64 * 1024;
+/** At most this many sids in `exclude`. */
+export const MAX_EXCLUDE = 1000;
+/** Longest kick reason. */
+export const MAX_REASON_LENGTH = 200;
+export const DEFAULT_KICK_REASON = "kicked";
+
+// ---------------------------------------------------------------------------
+// Body schemas
+
+const svc = z.string().regex(SVC_RE, "must match ^[a-z0-9_-]{1,32}$");
+const sid = z.string().regex(SID_RE, "must match ^[A-Za-z0-9_-]{1,64}$");
+const user = z.string().regex(USER_RE, "must be 1 to 128 characters without control characters");
+
+const exactlyOne = (t: { user?: string | undefined; sid?: string | undefined }) =>
+  (t.user === undefined) !== (t.sid === undefined);
+const ONE_OF = { message: "give exactly one of user or sid" };
+
+const TargetBody = z.strictObject({ user: user.optional(), sid: sid.optional() }).refine(exactlyOne, ONE_OF);
+
+export const MessageBody = z.strictObject({
+  svc,
+  type: svc,
+  data: z.unknown().optional(),
+  to: TargetBody.optional(),
+  exclude: z.array(sid).max(MAX_EXCLUDE).optional(),
+});
+
+export const KickBody = z
+  .strictObject({
+    user: user.optional(),
+    sid: sid.optional(),
+    reason: z.string().max(MAX_REASON_LENGTH).optional(),
+  })
+  .refine(exactlyOne, ONE_OF);
+
+function target(t: { user?: string | undefined; sid?: string | undefined }): Target {
+  return t.sid !== undefined ? { sid: t.sid } : { user: t.user! };
+}
+
+// ---------------------------------------------------------------------------
+// Checks
+
+interface Checked {
+  tenant: TenantPolicy;
+  room: string;
+  trace: string;
+}
+
+/** Path and key checks shared by every route: a Checked, or the error to answer. */
+async function check(c: Ctx): Promise<Checked | Response> {
+  const tenantId = c.req.param("tenant") ?? "";
+  const room = c.req.param("room") ?? "";
+  if (!TENANT_RE.test(tenantId)) return jsonError(400, "BAD_REQUEST", "malformed tenant");
+  const tenant = getTenant(tenantId);
+  if (!tenant) return jsonError(404, "UNKNOWN_TENANT", "no such tenant");
+  if (!ROOM_RE.test(room)) return jsonError(400, "BAD_REQUEST", "malformed room");
+
+  const trace = newTraceId();
+  const denied = (reason: string): Response => {
+    log("warn", "api.unauthorized", { trace_id: trace, tenant: tenant.id, room, reason });
+    const res = jsonError(401, "AUTH_FAILED", "missing or invalid API key");
+    res.headers.set("WWW-Authenticate", 'Bearer realm="wsprism"');
+    return res;
+  };
+  const presented = bearer(c.req.header("Authorization"));
+  if (!tenant.api) return denied("api_disabled");
+  const expected = readSecret(c.env, tenant.api.key_env);
+  if (expected === undefined) return denied("key_not_configured");
+  if (presented === null) return denied("no_key");
+  if (!(await secretsEqual(presented, expected))) return denied("wrong_key");
+  return { tenant, room, trace };
+}
+
+/** The token of `Bearer <token>` (scheme case-insensitive), or null. */
+function bearer(header: string | undefined): string | null {
+  if (!header || header.length > 4096) return null;
+  const m = /^Bearer +([^\s]+) *$/i.exec(header);
+  return m ? m[1]! : null;
+}
+
+function mediaType(c: Ctx): string {
+  return (c.req.header("Content-Type") ?? "").split(";")[0]!.trim().toLowerCase();
+}
+
+/** Read at most `max` bytes of the body; `null` means it is larger (or says so). */
+async function readBounded(req: Request, max: number): Promise<Uint8Array | null | "bad_length"> {
+  const declared = req.headers.get("Content-Length");
+  if (declared !== null) {
+    if (!/^\d+$/.test(declared.trim())) return "bad_length";
+    if (Number(declared) > max) return null;
+  }
+  if (!req.body) return new Uint8Array(0);
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const all = new Uint8Array(total);
+  let o = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, o);
+    o += chunk.byteLength;
+  }
+  return all;
+}
+
+async function body(c: Ctx, type: string, max: number): Promise<Uint8Array | Response> {
+  if (mediaType(c) !== type) return jsonError(415, "BAD_REQUEST", `expected Content-Type: ${type}`);
+  let bytes: Awaited<ReturnType<typeof readBounded>>;
+  try {
+    bytes = await readBounded(c.req.raw, max);
+  } catch {
+    return jsonError(400, "BAD_REQUEST", "could not read the body");
+  }
+  if (bytes === "bad_length") return jsonError(400, "BAD_REQUEST", "malformed Content-Length");
+  if (bytes === null) return jsonError(413, "PAYLOAD_TOO_LARGE", `body over ${max} bytes`);
+  return bytes;
+}
+
+/** Parse a JSON body against a schema: the data, or a 4xx answer. */
+async function jsonBody<T>(c: Ctx, schema: z.ZodType<T>): Promise<T | Response> {
+  const bytes = await body(c, "application/json", MAX_JSON_BODY_BYTES);
+  if (bytes instanceof Response) return bytes;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
+  } catch {
+    return jsonError(400, "BAD_REQUEST", "invalid JSON");
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) return jsonError(400, "BAD_REQUEST", describe(parsed.error));
+  return parsed.data;
+}
+
+/** A short message for the first issue (field path and what was expected; never the value). */
+function describe(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return "invalid body";
+  const where = issue.path.length > 0 ? issue.path.map(String).join(".") : "body";
+  if (issue.code === "unrecognized_keys") {
+    return `unknown field ${issue.keys.slice(0, 5).map((k) => JSON.stringify(k.slice(0, 64))).join(", ")}`;
+  }
+  if (issue.code === "invalid_type" && issue.input === undefined) return `missing ${where}`;
+  return `${where}: ${issue.message}`.slice(0, 300);
+}
+
+function stub(c: Ctx, k: Checked) {
+  return c.env.ROOMS.get(c.env.ROOMS.idFromName(`${k.tenant.id}/${k.room}`));
+}
+
+/** A room object call that failed: logged, answered 500 (503 when retryable). */
+function roomFailed(k: Checked, endpoint: string, err: unknown): Response {
+  const retryable = typeof err === "object" && err !== null && (err as { retryable?: unknown }).retryable === true;
+  log("error", "api.room_failed", { trace_id: k.trace, tenant: k.tenant.id, room: k.room, endpoint, error: String(err) });
+  return retryable
+    ? jsonError(503, "INTERNAL", "room temporarily unavailable", 1)
+    : jsonError(500, "INTERNAL", "internal error");
+}
+
+function done(k: Checked, endpoint: string, status: number, payload: object): Response {
+  log("info", "api.call", { trace_id: k.trace, tenant: k.tenant.id, room: k.room, endpoint, status, ...payload });
+  return new Response(JSON.stringify(payload), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8" },
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Routes
+
+export const api = new Hono<{ Bindings: Env }>();
+
+const BASE = "/:tenant/rooms/:room";
+
+api.post(`${BASE}/messages`, async (c) => {
+  const k = await check(c);
+  if (k instanceof Response) return k;
+  const b = await jsonBody(c, MessageBody);
+  if (b instanceof Response) return b;
+  const msg: OutboundMessage = { svc: b.svc, type: b.type };
+  if (b.data !== undefined) msg.data = b.data;
+  if (b.to) msg.to = target(b.to);
+  if (b.exclude && b.exclude.length > 0) msg.exclude = b.exclude;
+  try {
+    const { delivered } = await stub(c, k).apiMessage(k.room, msg);
+    return done(k, "messages", 202, { delivered });
+  } catch (err) {
+    return roomFailed(k, "messages", err);
+  }
+});
+
+api.post(`${BASE}/frames`, async (c) => {
+  const k = await check(c);
+  if (k instanceof Response) return k;
+  const bytes = await body(c, "application/octet-stream", MAX_FRAME_BODY_BYTES);
+  if (bytes instanceof Response) return bytes;
+  const decoded = decodeHot(bytes);
+  if ("error" in decoded) return jsonError(400, decoded.error, decoded.msg);
+  // An ArrayBuffer holding exactly the frame (a chunk may be a view into a larger one).
+  const buf =
+    bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+      ? (bytes.buffer as ArrayBuffer)
+      : (bytes.slice().buffer as ArrayBuffer);
+  try {
+    const r = await stub(c, k).apiFrame(buf);
+    if (!r.ok) return jsonError(400, r.code, r.msg);
+    return done(k, "frames", 202, { delivered: r.delivered });
+  } catch (err) {
+    return roomFailed(k, "frames", err);
+  }
+});
+
+api.get(`${BASE}/presence`, async (c) => {
+  const k = await check(c);
+  if (k instanceof Response) return k;
+  try {
+    const { members } = await stub(c, k).apiPresence();
+    log("info", "api.call", { trace_id: k.trace, tenant: k.tenant.id, room: k.room, endpoint: "presence", status: 200 });
+    return new Response(JSON.stringify({ members }), {
+      status: 200,
+      headers: { "content-type": "application/json; charset=utf-8" },
+    });
+  } catch (err) {
+    return roomFailed(k, "presence", err);
+  }
+});
+
+api.post(`${BASE}/kick`, async (c) => {
+  const k = await check(c);
+  if (k instanceof Response) return k;
+  const b = await jsonBody(c, KickBody);
+  if (b instanceof Response) return b;
+  try {
+    const { kicked } = await stub(c, k).apiKick(target(b), b.reason ?? DEFAULT_KICK_REASON);
+    return done(k, "kick", 202, { kicked });
+  } catch (err) {
+    return roomFailed(k, "kick", err);
+  }
+});
+
+// A known path with another method: 405 with Allow (after the same checks).
+const ALLOW: Record<string, string> = { messages: "POST", frames: "POST", presence: "GET", kick: "POST" };
+api.all(`${BASE}/:endpoint{messages|frames|presence|kick}`, async (c) => {
+  const k = await check(c);
+  if (k instanceof Response) return k;
+  const allow = ALLOW[c.req.param("endpoint")] ?? "GET";
+  const res = jsonError(405, "BAD_REQUEST", `method not allowed; use ${allow}`);
+  res.headers.set("Allow", allow);
+  return res;
+});
