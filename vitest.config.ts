@@ -23,6 +23,7 @@ export default defineConfig({
                 TEST_JWT_SECRET: "test-secret-that-is-at-least-32-bytes-long!",
                 TEST_API_KEY: "test-api-key-0123456789",
                 TEST_WEBHOOK_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                DEMO_WEBHOOK_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
               },
               // Every outbound fetch of the gateway (webhooks, auth callbacks) and of
               // the tests goes to a programmable origin (test/fixtures/origin-worker.mjs).

@@ -1,4 +1,4 @@
-// Two demo clients in one room: chat (ext lane) and hot frames (relay, echo).
+// Two demo clients in one room: chat through the example origin (ext lane) and hot frames (relay, echo).
 // Run against `npm start`:  node examples/two-clients.mjs [ws://127.0.0.1:8787]
 // Needs Node 22 (global WebSocket): `npx node examples/two-clients.mjs` uses the project's.
 const base = process.argv[2] ?? "ws://127.0.0.1:8787";
@@ -33,8 +33,11 @@ const a = await alice.next(isText("sys", "authed"));
 const b = await bob.next(isText("sys", "authed"));
 console.log("alice authed", a.data, "\nbob authed", b.data);
 
+// chat goes through the example origin (a signed webhook); the origin broadcasts
+// chat:msg to the room and replies chat:delivered to the sender; then sys.ack.
 alice.ws.send(JSON.stringify({ v: 1, svc: "chat", type: "send", flags: 4, seq: 1, data: { msg: "hi bob" } }));
-console.log("bob got", await bob.next(isText("chat", "send")));
+console.log("bob got", await bob.next(isText("chat", "msg")));
+console.log("alice got", await alice.next(isText("chat", "delivered")));
 console.log("alice got", await alice.next(isText("sys", "ack")));
 
 bob.ws.send(new Uint8Array([1, 1, 7, 0, 0xca, 0xfe])); // hot svc 1 (relay), opcode 7

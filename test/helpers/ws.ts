@@ -170,7 +170,7 @@ export async function connect(
 }
 
 export const dev = (user: string, room = "lobby", extra: Record<string, string> = {}) =>
-  connect({ tenant: "demo", room, ticket: `dev:${user}`, ...extra });
+  connect({ tenant: "lobby", room, ticket: `dev:${user}`, ...extra });
 
 let counter = 0;
 /** A room name unique to this test run (isolated storage is per test file, rooms are not). */

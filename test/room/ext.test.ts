@@ -5,7 +5,7 @@ describe("ext lane", () => {
   it("authed first, then broadcast with from, and ack on request", async () => {
     const room = uniqueRoom();
     const a = await dev("alice", room);
-    expect(a.authed.data).toMatchObject({ tenant: "demo", user: "alice", room, slot: 1 });
+    expect(a.authed.data).toMatchObject({ tenant: "lobby", user: "alice", room, slot: 1 });
     expect(typeof a.authed.data.sid).toBe("string");
     expect(a.authed.trace_id).toMatch(/^[0-9a-f]{32}$/);
     const b = await dev("bob", room);

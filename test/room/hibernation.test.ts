@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { RoomObject } from "../../src/room/room.ts";
 import { decodeOutbound, dev, uniqueRoom } from "../helpers/ws.ts";
 
-const stubFor = (room: string, tenant = "demo") => env.ROOMS.get(env.ROOMS.idFromName(`${tenant}/${room}`));
+const stubFor = (room: string, tenant = "lobby") => env.ROOMS.get(env.ROOMS.idFromName(`${tenant}/${room}`));
 
 describe("hibernation", () => {
   it("sockets keep working with the same identity and slot after the object is evicted", async () => {

@@ -156,7 +156,7 @@ describe("GET /v1/ws success", () => {
     expect((await first.closed()).code).toBe(4004);
     expect(second.authed.data.slot).toBe(first.authed.data.slot);
     // Another user cannot take over the sid.
-    await expectError(await upgrade(wsUrl({ tenant: "demo", room, ticket: "dev:mallory", sid: "tab-1" })), 400, "BAD_REQUEST");
+    await expectError(await upgrade(wsUrl({ tenant: "lobby", room, ticket: "dev:mallory", sid: "tab-1" })), 400, "BAD_REQUEST");
   });
 });
 

@@ -1,0 +1,181 @@
+/**
+ * End to end, as separate processes: `wrangler dev` (the gateway, demo policy)
+ * and the example origin (examples/origin/server.ts). A client chats through the
+ * origin; the origin is killed, more events are sent, the origin is started
+ * again, and every event reaches it exactly once after deduplication by id,
+ * in order, each acked to the sender.
+ *
+ * The demo tenant's chat posts to 127.0.0.1:8788 (policies/default.yaml), so the
+ * origin takes that port: stop `npm start` before running the tests.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const NODE = process.execPath;
+const SECRET = "whsec_ZTJlLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM=";
+const API_KEY = "e2e-api-key";
+const ORIGIN_PORT = 8788;
+
+interface Proc {
+  proc: ChildProcess;
+  out: string[];
+}
+
+function start(cmd: string, args: string[], env: Record<string, string>): Proc {
+  const proc = spawn(cmd, args, { env: { ...process.env, ...env }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const out: string[] = [];
+  const take = (chunk: Buffer) => out.push(...chunk.toString("utf8").split("\n"));
+  proc.stdout!.on("data", take);
+  proc.stderr!.on("data", take);
+  return { proc, out };
+}
+
+function stop(p: Proc | undefined, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  if (!p || p.proc.exitCode !== null || p.proc.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    p.proc.once("exit", () => resolve());
+    try {
+      process.kill(-p.proc.pid!, signal);
+    } catch {
+      resolve();
+    }
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+}
+
+async function waitHealthy(url: string, p: Proc, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (p.proc.exitCode !== null) throw new Error(`process exited early:\n${p.out.join("\n")}`);
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} never became healthy:\n${p.out.slice(-40).join("\n")}`);
+}
+
+const startOrigin = () =>
+  start(NODE, ["examples/origin/server.ts"], {
+    PORT: String(ORIGIN_PORT),
+    WSPRISM_WEBHOOK_SECRET: SECRET,
+    WSPRISM_API_KEY: "",
+    PUSH_EVERY_MS: "0",
+  });
+
+/** Event ids of message events the origin processed (redeliveries are logged as such, not processed). */
+function processedMessageIds(lines: string[]): string[] {
+  const ids: string[] = [];
+  for (const line of lines) {
+    if (!/ hook msg_\S+: \S+\/\S+, \d+ event\(s\) \[/.test(line)) continue;
+    for (const m of line.matchAll(/message chat:send (evt_[0-9a-z]+)/g)) ids.push(m[1]!);
+  }
+  return ids;
+}
+
+describe("end to end: gateway + example origin as processes", () => {
+  let gateway: Proc | undefined;
+  let origin: Proc | undefined;
+  const originLines: string[] = [];
+  let base = "";
+
+  beforeAll(async () => {
+    if (!(await portFree(ORIGIN_PORT))) throw new Error(`port ${ORIGIN_PORT} is busy (is npm start running?)`);
+    const port = await freePort();
+    base = `127.0.0.1:${port}`;
+    gateway = start(
+      "node_modules/.bin/wrangler",
+      [
+        "dev",
+        "--ip", "127.0.0.1",
+        "--port", String(port),
+        "--inspector-port", String(await freePort()),
+        "--persist-to", mkdtempSync(join(tmpdir(), "wsprism-e2e-")),
+        "--show-interactive-dev-session=false",
+        "--var", "WSPRISM_ALLOW_DEV_AUTH:1",
+        "--var", `DEMO_WEBHOOK_SECRET:${SECRET}`,
+        "--var", `DEMO_API_KEY:${API_KEY}`,
+      ],
+      { CI: "1", WRANGLER_SEND_METRICS: "false" },
+    );
+    origin = startOrigin();
+    await waitHealthy(`http://${base}/healthz`, gateway, 90_000);
+    await waitHealthy(`http://127.0.0.1:${ORIGIN_PORT}/healthz`, origin, 20_000);
+  }, 120_000);
+
+  afterAll(async () => {
+    await stop(origin);
+    await stop(gateway);
+  });
+
+  it("loses nothing while the origin is down, and delivers each event once after dedup, in order", async () => {
+    const room = `e2e-${Date.now().toString(36)}`;
+    const ws = new WebSocket(`ws://${base}/v1/ws?tenant=demo&room=${room}&ticket=dev:alice`);
+    const inbox: any[] = [];
+    ws.onmessage = (ev) => typeof ev.data === "string" && inbox.push(JSON.parse(ev.data));
+    await new Promise((resolve, reject) => ((ws.onopen = resolve), (ws.onerror = reject)));
+    const waitFor = async (pred: (m: any) => boolean, n: number, timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs;
+      while (inbox.filter(pred).length < n) {
+        if (Date.now() > deadline) throw new Error(`timed out; inbox: ${JSON.stringify(inbox.slice(-10))}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return inbox.filter(pred);
+    };
+    const isAck = (m: any) => m.svc === "sys" && m.type === "ack";
+    const send = (seq: number) =>
+      ws.send(JSON.stringify({ v: 1, svc: "chat", type: "send", flags: 4, seq, data: { msg: `message ${seq}` } }));
+
+    for (let seq = 1; seq <= 3; seq++) send(seq);
+    await waitFor(isAck, 3, 15_000);
+
+    // Origin down: events are accepted and wait in the room's durable outbox.
+    await stop(origin, "SIGKILL");
+    originLines.push(...origin!.out);
+    for (let seq = 4; seq <= 8; seq++) send(seq);
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(inbox.filter(isAck).length).toBe(3);
+
+    origin = startOrigin();
+    await waitHealthy(`http://127.0.0.1:${ORIGIN_PORT}/healthz`, origin, 20_000);
+    const acks = await waitFor(isAck, 8, 45_000);
+    expect(acks.map((a) => a.data.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    ws.close();
+    await new Promise((r) => setTimeout(r, 300));
+    originLines.push(...origin.out);
+
+    const ids = processedMessageIds(originLines);
+    const unique = [...new Set(ids)];
+    expect(unique.length).toBe(8);
+    // The origin replied chat:delivered with each event's id: the same 8 ids, in send order.
+    const delivered = inbox.filter((m) => m.svc === "chat" && m.type === "delivered").map((m) => m.data.id);
+    expect([...new Set(delivered)]).toEqual(unique);
+    // Other members see each message through the origin's broadcast: here alice herself.
+    const msgs = inbox.filter((m) => m.svc === "chat" && m.type === "msg").map((m) => m.data.msg);
+    expect([...new Set(msgs)]).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((s) => `message ${s}`));
+  }, 90_000);
+});
