@@ -4,12 +4,15 @@ import type { Counters } from "../observability/metrics.ts";
 import type { CompiledService, TenantPolicy } from "../policy/index.ts";
 import type { ErrorCode } from "../protocol/codes.ts";
 import type { Attachment, Members } from "./members.ts";
+import type { StateTable } from "./state.ts";
 
 export type Lane = "ext" | "hot";
 
 export interface RoomApi {
   readonly members: Members;
   readonly counters: Counters;
+  /** Latest-state-wins table of the hot lane's `state` services. */
+  readonly state: StateTable;
   /** `sys.error` to one socket. */
   sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void;
   /** Close a member with a contract close code, with presence and cleanup. */

@@ -34,8 +34,16 @@ export function handleHot(room: RoomApi, ws: WebSocket, att: Attachment, t: Tena
       room.counters.inc("wsprism_hot_frames_total", { tenant: t.id, mode: "echo" });
       safeSend(ws, encodeOutbound(frame, att.slot));
       return;
+    case "state":
+      if (!room.state.update(frame, att.slot, t, () => room.members.all())) {
+        hotError(room, ws, att, t, "PAYLOAD_TOO_LARGE", "a state frame must fit a batch (65535 bytes)", seq, "frame_size");
+        return;
+      }
+      room.decision(t, "hot", "allow", "ok");
+      room.counters.inc("wsprism_hot_frames_total", { tenant: t.id, mode: "state" });
+      return;
     default:
-      hotError(room, ws, att, t, "NOT_SUPPORTED", `hot svc ${frame.svc} mode is not supported`, seq, "unsupported");
+      hotError(room, ws, att, t, "NOT_SUPPORTED", `hot svc ${frame.svc} has no mode`, seq, "unsupported");
   }
 }
 

@@ -23,6 +23,7 @@ import { errorFrame, sysFrame } from "../protocol/envelope.ts";
 import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
 import { jsonError } from "../protocol/http.ts";
 import { AlarmMux } from "./alarms.ts";
+import { StateTable } from "./state.ts";
 import type { Lane } from "./context.ts";
 import { deliverMessage, kick, presence, type OutboundMessage, type PresenceEntry, type Target } from "./deliver.ts";
 import { handleExt } from "./ext.ts";
@@ -56,6 +57,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   readonly counters = new Counters();
   readonly alarms: AlarmMux;
   readonly bridge: OriginBridge;
+  readonly state: StateTable;
   private metaCache: RoomMeta | undefined;
   /** Bucket for `rate_limit_scope: tenant` (shared by the room's sockets), persisted in storage. */
   private tenantBucket: Bucket | null = null;
@@ -65,6 +67,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     this.members = new Members(ctx);
     this.alarms = new AlarmMux(ctx.storage);
     this.bridge = new OriginBridge(this, ctx.storage, env);
+    this.state = new StateTable(ctx.storage);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
 
@@ -162,6 +165,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
       this.broadcastSys("presence", { event: "join", user: req.user, sid: req.sid, slot }, server);
     }
     this.lifecycle("open", att, t);
+    this.state.joined(server, t, () => this.members.all());
     this.counters.inc("wsprism_ws_upgrades_total", { tenant: t.id, status: "101" });
     log("info", "ws.open", { trace_id: req.trace, tenant: t.id, room: req.room, sid: req.sid, user: req.user, slot });
 
@@ -295,6 +299,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     const t = getTenant(att.tenant);
     if (t?.presence) this.broadcastSys("presence", { event: "leave", user: att.user, sid: att.sid, slot: att.slot }, ws);
     if (t) this.lifecycle("close", att, t);
+    this.state.left(ws, att.slot);
     log("info", "ws.close", {
       trace_id: att.trace,
       tenant: att.tenant,

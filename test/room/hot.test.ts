@@ -40,7 +40,7 @@ describe("hot lane", () => {
     ["shorter than 4 bytes", [1, 1, 0], "BAD_REQUEST"],
     ["SEQ_PRESENT but shorter than 8", [1, 1, 0, 1, 0, 0], "BAD_REQUEST"],
     ["version 2", [2, 1, 0, 0, 5], "UNSUPPORTED_VERSION"],
-    ["svc not allowlisted", [1, 3, 0, 0], "NOT_ALLOWED"],
+    ["svc not allowlisted", [1, 9, 0, 0], "NOT_ALLOWED"],
     ["empty frame", [], "BAD_REQUEST"],
   ])("%s answers sys.error %s under hot_error_mode sys_error", async (_n, bytes, code) => {
     const room = uniqueRoom();
