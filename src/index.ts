@@ -6,11 +6,14 @@
  *   src/room/         the room Durable Object: sockets, policy, both lanes
  *   src/protocol/     wire codecs: ext envelopes, hot frames, codes
  *   src/policy/       compiled policies (generated from policies/*.yaml)
+ *   src/governance/   sessions per user and tenant caps across rooms (directory objects)
+ *   src/origin/       the origin bridge: durable webhooks, actions
  *   src/observability logs and counters
  */
 import type { Env } from "./env.ts";
 import { app } from "./worker/app.ts";
 
+export { DirectoryObject } from "./governance/directory.ts";
 export { RoomObject } from "./room/room.ts";
 
 export default {

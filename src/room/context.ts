@@ -19,6 +19,8 @@ export interface RoomApi {
   closeMember(ws: WebSocket, code: number, reason: string): void;
   /** Queue an event for an origin service (durably). False when the room's outbox is full. */
   originEvent(svc: string, service: Extract<CompiledService, { kind: "origin" }>, event: OriginEvent, ack: boolean): boolean;
+  /** `sys:refresh` with a new ticket. */
+  refresh(ws: WebSocket, att: Attachment, t: TenantPolicy, ticket: unknown, seq: number | undefined, ack: boolean): Promise<void>;
   /** Count a policy decision (`wsprism_policy_decisions_total`). */
   decision(t: TenantPolicy, lane: Lane, decision: "allow" | "deny" | "drop", reason: string): void;
 }

@@ -11,7 +11,13 @@ import { parseEnvelope, relayFrame, sysFrame, type ClientEnvelope } from "../pro
 import type { RoomApi } from "./context.ts";
 import { safeSend, type Attachment } from "./members.ts";
 
-export function handleExt(room: RoomApi, ws: WebSocket, att: Attachment, t: TenantPolicy, text: string): void {
+export function handleExt(
+  room: RoomApi,
+  ws: WebSocket,
+  att: Attachment,
+  t: TenantPolicy,
+  text: string,
+): void | Promise<void> {
   const parsed = parseEnvelope(text);
   if (!parsed.ok) {
     room.counters.inc("wsprism_decode_errors_total", { tenant: t.id, lane: "ext" });
@@ -26,7 +32,12 @@ export function handleExt(room: RoomApi, ws: WebSocket, att: Attachment, t: Tena
     return;
   }
   if (env.svc === "sys") {
-    // Control messages from the client (sys:refresh) are not routed to services.
+    // Control messages from the client are not routed to services.
+    if (env.type === "refresh") {
+      room.decision(t, "ext", "allow", "refresh");
+      const data = env.data as { ticket?: unknown } | undefined;
+      return room.refresh(ws, att, t, data && typeof data === "object" ? data.ticket : undefined, env.seq, parsed.ack);
+    }
     room.decision(t, "ext", "deny", "unsupported");
     room.sendError(ws, att, "NOT_SUPPORTED", `sys:${env.type} is not supported`, env.seq);
     return;

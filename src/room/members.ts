@@ -21,6 +21,8 @@ export interface Attachment {
   since: number;
   /** JWT expiry (unix seconds), null for tickets without one. */
   exp: number | null;
+  /** ms of the last frame received (heartbeats are not frames: see housekeeping.ts). */
+  last?: number;
   /** Per-connection token bucket. */
   rl: Bucket;
   /** Set once the gateway has closed the socket, so a rebuild skips it. */

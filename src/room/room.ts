@@ -22,7 +22,10 @@ import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
 import { errorFrame, sysFrame } from "../protocol/envelope.ts";
 import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
 import { jsonError } from "../protocol/http.ts";
+import { authenticate } from "../auth/index.ts";
+import { releaseSession, renewSessions } from "../governance/sessions.ts";
 import { AlarmMux } from "./alarms.ts";
+import { HOUSEKEEPING_ALARM, runHousekeeping, scheduleFor } from "./housekeeping.ts";
 import { StateTable } from "./state.ts";
 import type { Lane } from "./context.ts";
 import { deliverMessage, kick, presence, type OutboundMessage, type PresenceEntry, type Target } from "./deliver.ts";
@@ -71,6 +74,11 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
 
+  /** The object's state, for helpers that take the room as their host. */
+  get roomState(): DurableObjectState {
+    return this.ctx;
+  }
+
   /** Health probe for /readyz. */
   async ping(): Promise<string> {
     return "pong";
@@ -98,6 +106,15 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
 
   async apiKick(target: Target, reason: string): Promise<{ kicked: number }> {
     return { kicked: kick(this, target, reason) };
+  }
+
+  /** `kick_oldest`: another session of the user took this one's place (close 4004). */
+  async replaceSession(sid: string): Promise<boolean> {
+    const found = this.members.bySid(sid);
+    if (!found) return false;
+    safeSend(found[0], sysFrame("kicked", { reason: "session replaced" }));
+    this.closeMember(found[0], CLOSE.SESSION_REPLACED, "session replaced", false);
+    return true;
   }
 
   override async fetch(request: Request): Promise<Response> {
@@ -131,7 +148,8 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     if (existing) {
       slot = existing[1].slot;
       safeSend(existing[0], sysFrame("kicked", { reason: "session replaced" }));
-      this.closeMember(existing[0], CLOSE.SESSION_REPLACED, "session replaced");
+      // The new connection keeps the sid's place in the directories: do not release it.
+      this.closeMember(existing[0], CLOSE.SESSION_REPLACED, "session replaced", false);
     } else {
       slot = this.members.freeSlot();
       if (slot < 0) return jsonError(503, "RESOURCE_EXHAUSTED", "room is full", RETRY_AFTER_FULL_S);
@@ -166,6 +184,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     }
     this.lifecycle("open", att, t);
     this.state.joined(server, t, () => this.members.all());
+    scheduleFor(this, server, att, now);
     this.counters.inc("wsprism_ws_upgrades_total", { tenant: t.id, status: "101" });
     log("info", "ws.open", { trace_id: req.trace, tenant: t.id, room: req.room, sid: req.sid, user: req.user, slot });
 
@@ -192,13 +211,14 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
         this.closeMember(ws, CLOSE.TOO_LARGE, "frame too large");
         return;
       }
-      // 2. Rate limit.
+      // 2. Rate limit (and the time of this frame, for the idle timeout).
+      att.last = Date.now();
       if (!this.takeToken(ws, att, t)) {
         this.rateLimited(ws, att, t, lane);
         return;
       }
       // 3-5. Parse, allowlist, handler.
-      if (typeof message === "string") handleExt(this, ws, att, t, message);
+      if (typeof message === "string") await handleExt(this, ws, att, t, message);
       else handleHot(this, ws, att, t, message);
     } catch (err) {
       this.counters.inc("wsprism_internal_errors_total", { tenant: att.tenant });
@@ -231,6 +251,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     this.alarms.fired();
     try {
       const due = this.alarms.takeDue(Date.now());
+      if (due.includes(HOUSEKEEPING_ALARM)) await runHousekeeping(this);
       if (due.includes(OUTBOX_ALARM)) await this.bridge.run();
     } catch (err) {
       this.counters.inc("wsprism_internal_errors_total", {});
@@ -241,6 +262,34 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   }
 
   // --- RoomApi / BridgeHost ------------------------------------------------
+
+  async renew(members: Attachment[]): Promise<void> {
+    const meta = this.meta();
+    if (meta) await renewSessions(this.env, meta.room, members, getTenant);
+  }
+
+  /** `sys:refresh`: a fresh ticket for the same user moves the session's expiry. */
+  async refresh(ws: WebSocket, att: Attachment, t: TenantPolicy, ticket: unknown, seq: number | undefined, ack: boolean): Promise<void> {
+    if (typeof ticket !== "string" || ticket.length === 0) {
+      this.sendError(ws, att, "BAD_REQUEST", "sys:refresh needs data.ticket", seq);
+      return;
+    }
+    const r = await authenticate(t.auth, ticket, { tenant: t.id, room: att.room, ip: "", env: this.env });
+    const current = this.members.get(ws);
+    if (!current) return; // closed meanwhile
+    if (!r.ok) {
+      this.sendError(ws, current, r.code === "NOT_ALLOWED" ? "NOT_ALLOWED" : "AUTH_FAILED", r.msg, seq);
+      return;
+    }
+    if (r.identity.user !== current.user) {
+      this.sendError(ws, current, "AUTH_FAILED", "ticket for another user", seq);
+      return;
+    }
+    current.exp = r.identity.exp;
+    this.members.save(ws, current);
+    scheduleFor(this, ws, current);
+    if (ack && seq !== undefined) safeSend(ws, sysFrame("ack", { seq }));
+  }
 
   meta(): RoomMeta | undefined {
     return (this.metaCache ??= this.ctx.storage.kv.get<RoomMeta>(META_KEY));
@@ -254,8 +303,8 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     safeSend(ws, errorFrame(code, msg, seq, att.trace));
   }
 
-  closeMember(ws: WebSocket, code: number, reason: string): void {
-    this.leave(ws, code, reason, "gateway");
+  closeMember(ws: WebSocket, code: number, reason: string, release = true): void {
+    this.leave(ws, code, reason, "gateway", release);
     safeClose(ws, code, reason);
   }
 
@@ -293,10 +342,11 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   }
 
   /** Remove a member once, announce presence, log. Idempotent. */
-  private leave(ws: WebSocket, code: number, reason: string, by: "client" | "gateway" | "error"): void {
+  private leave(ws: WebSocket, code: number, reason: string, by: "client" | "gateway" | "error", release = true): void {
     const att = this.members.remove(ws);
     if (!att) return;
     const t = getTenant(att.tenant);
+    if (t && release) this.ctx.waitUntil(releaseSession(this.env, t, att));
     if (t?.presence) this.broadcastSys("presence", { event: "leave", user: att.user, sid: att.sid, slot: att.slot }, ws);
     if (t) this.lifecycle("close", att, t);
     this.state.left(ws, att.slot);
@@ -326,6 +376,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
         this.ctx.storage.kv.get<Bucket>(TENANT_BUCKET_KEY) ?? fullBucket(burst, now));
       const ok = take(bucket, now, rps, burst);
       this.ctx.storage.kv.put(TENANT_BUCKET_KEY, bucket);
+      this.members.save(ws, att);
       return ok;
     }
     const ok = take(att.rl, now, rps, burst);
