@@ -65,8 +65,12 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   /** Bucket for `rate_limit_scope: tenant` (shared by the room's sockets), persisted in storage. */
   private tenantBucket: Bucket | null = null;
 
+  /** Instances constructed in this isolate (each wake constructs one): lets tests prove heartbeats wake nothing. */
+  static constructed = 0;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    RoomObject.constructed++;
     this.members = new Members(ctx);
     this.alarms = new AlarmMux(ctx.storage);
     this.bridge = new OriginBridge(this, ctx.storage, env);
