@@ -1,20 +1,23 @@
 /**
  * GET /v1/ws: every pre-upgrade check of SPEC section 2, in this order:
- * 426 not an upgrade, 400 malformed parameters, 400 unknown tenant,
- * 403 Origin, 401 ticket, 403 rooms claim; then the room object answers
- * 503 when full, or upgrades.
+ * 426 not an upgrade, 429 handshake defender (handshake.ts), 400 malformed parameters, 400 unknown tenant,
+ * 403 Origin, 401 ticket, 403 rooms claim, then the session directories
+ * (409 sessions per user, 503 tenant caps / rooms per user); then the room
+ * object answers 503 when full, or upgrades.
  *
  * The room object is handed the verified identity in a request the Worker
  * builds from scratch: nothing the client sent is forwarded to it.
  */
 import type { Context } from "hono";
 import { authenticate } from "../auth/index.ts";
+import { admitSession } from "../governance/admission.ts";
 import type { Env } from "../env.ts";
 import { log, newTraceId } from "../observability/log.ts";
 import { getTenant, originAllowed } from "../policy/index.ts";
 import { ROOM_RE, SID_RE, TENANT_RE } from "../protocol/codes.ts";
 import { jsonError } from "../protocol/http.ts";
 import { CONNECT_HEADER, type ConnectRequest } from "../room/room.ts";
+import { checkHandshake } from "./handshake.ts";
 
 export const SUBPROTOCOL = "wsprism.v1";
 const TICKET_PROTOCOL_PREFIX = "ticket.";
@@ -27,6 +30,8 @@ export async function connect(c: Ctx): Promise<Response> {
   if (req.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
     return jsonError(426, "UPGRADE_REQUIRED", "expected a WebSocket upgrade");
   }
+  const limited = checkHandshake(req);
+  if (limited) return limited;
   const url = new URL(req.url);
   const one = (name: string): string | null | undefined => {
     const all = url.searchParams.getAll(name);
@@ -70,20 +75,34 @@ export async function connect(c: Ctx): Promise<Response> {
   const auth = await authenticate(tenant.auth, ticket, { tenant: tenant.id, room, ip, env: c.env });
   if (!auth.ok) return reject(jsonError(auth.status, auth.code, auth.msg, auth.retryAfter), auth.code);
 
+  const sid = sidParam ?? newSid();
+  // Sessions per user, rooms per user and tenant caps span rooms: the directories decide.
+  const admission = await admitSession(c.env, tenant, auth.identity.user, room, sid, trace);
+  if (!admission.ok) return reject(admission.response, admission.reason);
+
   const connectReq: ConnectRequest = {
     tenant: tenant.id,
     room,
     user: auth.identity.user,
-    sid: sidParam ?? newSid(),
+    sid,
     exp: auth.identity.exp,
     trace,
     protocol: offered,
   };
   const stub = c.env.ROOMS.get(c.env.ROOMS.idFromName(`${tenant.id}/${room}`));
-  const res = await stub.fetch("https://room.internal/connect", {
-    headers: { Upgrade: "websocket", [CONNECT_HEADER]: JSON.stringify(connectReq) },
-  });
-  if (res.status !== 101) return reject(res, "room");
+  let res: Response;
+  try {
+    res = await stub.fetch("https://room.internal/connect", {
+      headers: { Upgrade: "websocket", [CONNECT_HEADER]: JSON.stringify(connectReq) },
+    });
+  } catch (err) {
+    await admission.admitted.release();
+    throw err;
+  }
+  if (res.status !== 101) {
+    await admission.admitted.release();
+    return reject(res, "room");
+  }
   return res;
 }
 

@@ -21,8 +21,19 @@ export function wsUrl(params: Record<string, string | undefined>): string {
   return u.toString();
 }
 
+let ipCounter = 0;
+/**
+ * Each test upgrade comes from its own address (198.18.0.0/15, for benchmarks),
+ * so the handshake defender's per-IP bucket never throttles unrelated tests;
+ * pass `CF-Connecting-IP` to test the defender itself.
+ */
+function nextTestIp(): string {
+  const n = ipCounter++;
+  return `198.18.${(n >> 8) & 0xff}.${n & 0xff}`;
+}
+
 export async function upgrade(url: string, headers: Record<string, string> = {}): Promise<Response> {
-  return exports.default.fetch(url, { headers: { Upgrade: "websocket", ...headers } });
+  return exports.default.fetch(url, { headers: { Upgrade: "websocket", "CF-Connecting-IP": nextTestIp(), ...headers } });
 }
 
 export class TestClient {
