@@ -1,4 +1,5 @@
 import type { DirectoryObject } from "./governance/directory.ts";
+import type { MetricsObject } from "./observability/aggregator.ts";
 import type { RoomObject } from "./room/room.ts";
 
 /** Bindings and vars of the Worker (wrangler.toml). Secrets are read by the names the policies give. */
@@ -6,6 +7,8 @@ export interface Env {
   ROOMS: DurableObjectNamespace<RoomObject>;
   /** Session directories: one per (tenant, user) and one per tenant (src/governance). */
   DIRECTORY: DurableObjectNamespace<DirectoryObject>;
+  /** The metrics aggregator (src/observability/aggregator.ts): METRICS_SHARDS objects named `metrics/<n>`. */
+  METRICS: DurableObjectNamespace<MetricsObject>;
   /** "1" only under `npm start`: admits `dev:<user>` tickets. Never set in a deployed config. */
   WSPRISM_ALLOW_DEV_AUTH?: string;
   /** Bearer token for GET /metrics, when set. */

@@ -14,6 +14,7 @@ import type { Env } from "./env.ts";
 import { app } from "./worker/app.ts";
 
 export { DirectoryObject } from "./governance/directory.ts";
+export { MetricsObject } from "./observability/aggregator.ts";
 export { RoomObject } from "./room/room.ts";
 
 export default {

@@ -49,6 +49,11 @@ export function tenantCount(): number {
   return tenants.size;
 }
 
+/** Every tenant id of the compiled policies (metrics label values, /metrics zero series). */
+export function tenantIds(): string[] {
+  return [...tenants.keys()];
+}
+
 export function extAllowed(t: TenantPolicy, svc: string, type: string): boolean {
   const entry = t.extAllow.get(svc);
   return entry === true || (entry !== undefined && entry.has(type));

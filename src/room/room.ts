@@ -14,6 +14,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
 import { log } from "../observability/log.ts";
 import { Counters } from "../observability/metrics.ts";
+import { METRICS_ALARM, RoomMetrics } from "../observability/aggregator.ts";
 import { OriginBridge, OUTBOX_ALARM, type BridgeHost, type RoomMeta } from "../origin/bridge.ts";
 import type { OriginEvent } from "../origin/outbox.ts";
 import { newMessageId } from "../origin/sign.ts";
@@ -59,6 +60,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   readonly members: Members;
   readonly counters = new Counters();
   readonly alarms: AlarmMux;
+  readonly metrics: RoomMetrics;
   readonly bridge: OriginBridge;
   readonly state: StateTable;
   private metaCache: RoomMeta | undefined;
@@ -73,6 +75,10 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     RoomObject.constructed++;
     this.members = new Members(ctx);
     this.alarms = new AlarmMux(ctx.storage);
+    this.metrics = new RoomMetrics(ctx, env, this.counters, () => {
+      const m = this.meta();
+      return m ? [[m.tenant, this.members.size()]] : [];
+    }, { alarms: this.alarms });
     this.bridge = new OriginBridge(this, ctx.storage, env);
     this.state = new StateTable(ctx.storage);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
@@ -178,6 +184,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     this.rememberMeta(t.id, req.room);
     this.ctx.acceptWebSocket(server, [`u:${req.user}`.slice(0, 256), `s:${req.sid}`]);
     this.members.add(server, att);
+    void this.metrics.sessionsChanged();
 
     safeSend(
       server,
@@ -257,6 +264,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
       const due = this.alarms.takeDue(Date.now());
       if (due.includes(HOUSEKEEPING_ALARM)) await runHousekeeping(this);
       if (due.includes(OUTBOX_ALARM)) await this.bridge.run();
+      if (due.includes(METRICS_ALARM)) await this.metrics.flush();
     } catch (err) {
       this.counters.inc("wsprism_internal_errors_total", {});
       log("error", "room.alarm_failed", { trace_id: "-", error: String(err) });
@@ -270,6 +278,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   async renew(members: Attachment[]): Promise<void> {
     const meta = this.meta();
     if (meta) await renewSessions(this.env, meta.room, members, getTenant);
+    await this.metrics.touchGauge();
   }
 
   /** `sys:refresh`: a fresh ticket for the same user moves the session's expiry. */
@@ -349,6 +358,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   private leave(ws: WebSocket, code: number, reason: string, by: "client" | "gateway" | "error", release = true): void {
     const att = this.members.remove(ws);
     if (!att) return;
+    this.ctx.waitUntil(this.metrics.sessionsChanged());
     const t = getTenant(att.tenant);
     if (t && release) this.ctx.waitUntil(releaseSession(this.env, t, att));
     if (t?.presence) this.broadcastSys("presence", { event: "leave", user: att.user, sid: att.sid, slot: att.slot }, ws);

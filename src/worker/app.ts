@@ -3,6 +3,7 @@
  *   GET /v1/ws      connect.ts  (upgrade, handshake checks, route to the room object)
  *   GET /healthz    liveness
  *   GET /readyz     policies loaded and a room object answers
+ *   GET /metrics    metrics.ts  (Prometheus text, from the metrics aggregator)
  */
 import { Hono } from "hono";
 import type { Env } from "../env.ts";
@@ -11,13 +12,15 @@ import { tenantCount } from "../policy/index.ts";
 import { jsonError } from "../protocol/http.ts";
 import { api } from "./api.ts";
 import { connect } from "./connect.ts";
+import { metricsRoute, withUpgradeMetrics } from "./metrics.ts";
 
 export const app = new Hono<{ Bindings: Env }>();
 
-app.get("/v1/ws", connect);
+app.get("/v1/ws", withUpgradeMetrics(connect));
 app.route("/v1/tenants", api);
 
 app.get("/healthz", (c) => c.text("ok"));
+app.get("/metrics", metricsRoute);
 
 app.get("/readyz", async (c) => {
   try {

@@ -12,6 +12,7 @@ import type { Context } from "hono";
 import { authenticate } from "../auth/index.ts";
 import { admitSession } from "../governance/admission.ts";
 import type { Env } from "../env.ts";
+import { recordWorkerMetric } from "../observability/aggregator.ts";
 import { log, newTraceId } from "../observability/log.ts";
 import { getTenant, originAllowed } from "../policy/index.ts";
 import { ROOM_RE, SID_RE, TENANT_RE } from "../protocol/codes.ts";
@@ -78,7 +79,10 @@ export async function connect(c: Ctx): Promise<Response> {
   const sid = sidParam ?? newSid();
   // Sessions per user, rooms per user and tenant caps span rooms: the directories decide.
   const admission = await admitSession(c.env, tenant, auth.identity.user, room, sid, trace);
-  if (!admission.ok) return reject(admission.response, admission.reason);
+  if (!admission.ok) {
+    recordWorkerMetric(c.env, c.executionCtx, "wsprism_handshake_rejections_total", { tenant: tenant.id, reason: admission.reason });
+    return reject(admission.response, admission.reason);
+  }
 
   const connectReq: ConnectRequest = {
     tenant: tenant.id,

@@ -1,5 +1,5 @@
 import { env } from "cloudflare:workers";
-import { evictDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { connect, uniqueRoom } from "../helpers/ws.ts";
 
@@ -32,6 +32,7 @@ describe("rate limits", () => {
     expect((await a.nextOf("sys", "error")).data.code).toBe("NOT_ALLOWED");
     expect((await b.nextOf("chat", "send")).data).toBe(2);
     const stub = env.ROOMS.get(env.ROOMS.idFromName(`dropper/${room}`));
+    await runInDurableObject(stub, (r) => r.metrics.flush()); // no pending flush timer to wait for
     await evictDurableObject(stub, { webSockets: "hibernate" });
     a.send(chat(3)); // still empty after the wake: dropped
     expect((await b.quiet(200)).filter((m) => m.kind === "text" && m.json.svc === "chat")).toEqual([]);
@@ -48,7 +49,9 @@ describe("rate limits", () => {
     b.send(chat(2));
     expect((await b.nextOf("chat", "send")).data).toBe(1);
     expect((await a.nextOf("chat", "send")).data).toBe(2);
-    await evictDurableObject(env.ROOMS.get(env.ROOMS.idFromName(`shared/${room}`)), { webSockets: "hibernate" });
+    const stub = env.ROOMS.get(env.ROOMS.idFromName(`shared/${room}`));
+    await runInDurableObject(stub, (r) => r.metrics.flush()); // no pending flush timer to wait for
+    await evictDurableObject(stub, { webSockets: "hibernate" });
     a.send(chat(3));
     expect((await b.nextOf("chat", "send")).data).toBe(3);
     b.send(chat(4)); // the fourth frame in the room within a second: over the shared burst of 3
