@@ -42,7 +42,7 @@ export default defineConfig({
         test: {
           name: "workers",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/scripts/**"],
+          exclude: ["test/scripts/**", "test/browser/**"],
           testTimeout: 20_000,
         },
       },
@@ -50,8 +50,11 @@ export default defineConfig({
         test: {
           name: "node",
           environment: "node",
-          include: ["test/scripts/**/*.test.ts"],
+          include: ["test/scripts/**/*.test.ts", "test/browser/**/*.test.ts"],
           testTimeout: 120_000,
+          // One file at a time: the end-to-end test and the browser test both need
+          // port 8788 (the demo tenant's origin), the browser test 8787 too.
+          fileParallelism: false,
         },
       },
     ],

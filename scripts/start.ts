@@ -210,7 +210,8 @@ async function announceWhenReady(gateway: string, origin: string): Promise<void>
   };
   while (!stopping && Date.now() < deadline) {
     if ((await up(gateway)) && (await up(origin))) {
-      say(`ready: gateway ${gateway}, example origin ${origin}. Try, in two terminals:`);
+      say(`ready: gateway ${gateway}, example origin ${origin}.`);
+      say(`  live demo page: ${gateway}/ (open it in two tabs or browsers). Or, in two terminals:`);
       say(`  npx wscat -c 'ws://127.0.0.1:${GATEWAY_PORT}/v1/ws?tenant=demo&room=lobby&ticket=dev:alice'`);
       say(`  then send {"v":1,"svc":"chat","type":"send","flags":4,"seq":1,"data":{"msg":"hi"}}`);
       say("  docs/origins.md explains the webhooks; Ctrl-C stops both.");
