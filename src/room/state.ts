@@ -53,6 +53,8 @@ export class StateTable {
   private loadedAt = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private tickMs = 50;
+  /** When the next tick is due: ticks keep a fixed cadence instead of drifting by their own work. */
+  private nextAt = 0;
   /** Batches sent (for tests and the bench). */
   batchesSent = 0;
 
@@ -106,6 +108,7 @@ export class StateTable {
   private ensureTicking(t: TenantPolicy, members: () => Iterable<[WebSocket, { slot: number }]>): void {
     if (this.timer) return;
     this.tickMs = stateTickMs(t) ?? 50;
+    this.nextAt = Date.now() + this.tickMs;
     this.timer = setTimeout(() => this.tick(members), this.tickMs);
   }
 
@@ -125,7 +128,13 @@ export class StateTable {
       sent++;
     }
     this.batchesSent += sent;
-    if (sent > 0) this.timer = setTimeout(() => this.tick(members), this.tickMs);
+    if (sent > 0) {
+      // Due times advance by whole ticks (skipping missed ones), so the cadence stays 1000/tick_hz.
+      const now = Date.now();
+      this.nextAt += this.tickMs;
+      if (this.nextAt <= now) this.nextAt = now + this.tickMs - ((now - this.nextAt) % this.tickMs);
+      this.timer = setTimeout(() => this.tick(members), this.nextAt - now);
+    }
     else this.persist(); // idle: nothing left running, states kept for a later wake
   }
 

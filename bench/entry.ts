@@ -1,0 +1,178 @@
+/**
+ * The bench build of the gateway (bench/wrangler.bench.toml). It is the real
+ * gateway (src/index.ts) plus what the load generator (bench/run.ts) needs:
+ *
+ *   BenchRoomObject   the real RoomObject, bound as ROOMS, counting how often the
+ *                     runtime constructed it (wakes) and ran webSocketMessage, so the
+ *                     idle scenario can prove that heartbeats do not wake the room.
+ *   BaselineRoom      the platform's limit: a bare hibernatable-WebSocket Durable
+ *                     Object with no policy, no decoding and no auth that relays every
+ *                     message to every other socket of its room. GET /baseline/ws?room=…
+ *   GET /bench/room-stats?tenant=&room=      counters of a gateway room (RPC)
+ *   GET /bench/baseline-stats?room=          counters of a baseline room (RPC)
+ *
+ * Same workerd process, same machine: the gateway and the baseline are measured
+ * under the same conditions. Never deploy this build.
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "../src/env.ts";
+import gateway, { RoomObject } from "../src/index.ts";
+
+// Every class the gateway exports (RoomObject, DirectoryObject, MetricsObject, …).
+export * from "../src/index.ts";
+
+interface BenchEnv extends Env {
+  BASELINE: DurableObjectNamespace<BaselineRoom>;
+}
+
+/** What the stats RPCs return. Counters live in the isolate, so they survive an object's eviction. */
+export interface RoomStats {
+  /** How many times the runtime constructed the object (first start + every wake), this one included. */
+  constructed: number;
+  /** webSocketMessage calls since the isolate started. */
+  messages: number;
+  /** alarm() runs since the isolate started. */
+  alarms: number;
+  /** Sockets the object holds now. */
+  sockets: number;
+  /** State batches the room sent (hot lane `state` mode); null when the build has none. */
+  batchesSent: number | null;
+  /** ms since this instance was constructed (small: it was woken for this call). */
+  instanceAgeMs: number;
+}
+
+interface Count {
+  constructed: number;
+  messages: number;
+  alarms: number;
+}
+
+/** Per object id. Module scope: kept while the isolate lives, across evictions of the objects. */
+const gatewayCounts = new Map<string, Count>();
+const baselineCounts = new Map<string, Count>();
+
+function countFor(map: Map<string, Count>, id: DurableObjectId): Count {
+  const key = id.toString();
+  let c = map.get(key);
+  if (!c) map.set(key, (c = { constructed: 0, messages: 0, alarms: 0 }));
+  return c;
+}
+
+/** The real room object, counting constructions and webSocketMessage calls. */
+export class BenchRoomObject extends RoomObject {
+  private readonly count: Count;
+  private readonly bornAt = Date.now();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.count = countFor(gatewayCounts, ctx.id);
+    this.count.constructed++;
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    this.count.messages++;
+    return super.webSocketMessage(ws, message);
+  }
+
+  override async alarm(...args: Parameters<RoomObject["alarm"]>): Promise<void> {
+    this.count.alarms++;
+    return super.alarm(...args);
+  }
+
+  async benchStats(): Promise<RoomStats> {
+    const state = (this as unknown as { state?: { batchesSent?: unknown } }).state;
+    return {
+      constructed: this.count.constructed,
+      messages: this.count.messages,
+      alarms: this.count.alarms,
+      sockets: this.ctx.getWebSockets().length,
+      batchesSent: typeof state?.batchesSent === "number" ? state.batchesSent : null,
+      instanceAgeMs: Date.now() - this.bornAt,
+    };
+  }
+}
+
+/** The baseline: accept, relay every message to every other socket, nothing else. */
+export class BaselineRoom extends DurableObject<BenchEnv> {
+  private readonly count: Count;
+  private readonly bornAt = Date.now();
+
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
+    super(ctx, env);
+    this.count = countFor(baselineCounts, ctx.id);
+    this.count.constructed++;
+    // Same heartbeat as the gateway: answered by the runtime, the object stays asleep.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return new Response("upgrade required", { status: 426 });
+    const pair = new WebSocketPair();
+    this.ctx.acceptWebSocket(pair[1]);
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    this.count.messages++;
+    for (const other of this.ctx.getWebSockets()) {
+      if (other === ws) continue;
+      try {
+        other.send(message);
+      } catch {
+        // closing socket: skip it
+      }
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    try {
+      ws.close(code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1000, "");
+    } catch {
+      // already closed
+    }
+  }
+
+  async benchStats(): Promise<RoomStats> {
+    return {
+      constructed: this.count.constructed,
+      messages: this.count.messages,
+      alarms: this.count.alarms,
+      sockets: this.ctx.getWebSockets().length,
+      batchesSent: null,
+      instanceAgeMs: Date.now() - this.bornAt,
+    };
+  }
+}
+
+const ROOM_RE = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
+
+function bad(msg: string): Response {
+  return Response.json({ code: "BAD_REQUEST", msg }, { status: 400 });
+}
+
+export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    switch (url.pathname) {
+      case "/baseline/ws": {
+        const room = url.searchParams.get("room") ?? "";
+        if (!ROOM_RE.test(room)) return bad("missing or malformed room");
+        return env.BASELINE.get(env.BASELINE.idFromName(room)).fetch(request);
+      }
+      case "/bench/baseline-stats": {
+        const room = url.searchParams.get("room") ?? "";
+        if (!ROOM_RE.test(room)) return bad("missing or malformed room");
+        return Response.json(await env.BASELINE.get(env.BASELINE.idFromName(room)).benchStats());
+      }
+      case "/bench/room-stats": {
+        const tenant = url.searchParams.get("tenant") ?? "";
+        const room = url.searchParams.get("room") ?? "";
+        if (!tenant || !ROOM_RE.test(room)) return bad("missing tenant or room");
+        const stub = env.ROOMS.get(env.ROOMS.idFromName(`${tenant}/${room}`)) as unknown as DurableObjectStub<BenchRoomObject>;
+        return Response.json(await stub.benchStats());
+      }
+      default:
+        return gateway.fetch(request, env, ctx);
+    }
+  },
+} satisfies ExportedHandler<BenchEnv>;
