@@ -34,6 +34,7 @@
 import type { CompiledAuth } from "../policy/types.ts";
 import { readSecret } from "../env.ts";
 import { log } from "../observability/log.ts";
+import { readBoundedText } from "../protocol/http.ts";
 import { newMessageId, webhookHeaders } from "../origin/sign.ts";
 import { USER_RE } from "../protocol/codes.ts";
 import type { AuthContext, AuthFailure, AuthResult, Identity } from "./index.ts";
@@ -208,7 +209,7 @@ async function askOrigin(
     const signal = AbortSignal.timeout(timeoutMs);
     res = await fetch(auth.origin_url, { method: "POST", headers, body, signal, redirect: "manual" });
     if (res.status === 200) {
-      answer = await readLimited(res, ORIGIN_AUTH_MAX_ANSWER_BYTES);
+      answer = await readBoundedText(res, ORIGIN_AUTH_MAX_ANSWER_BYTES);
     } else {
       await res.body?.cancel().catch(() => {});
     }
@@ -236,35 +237,6 @@ async function askOrigin(
   return { result: unavailable("origin auth unavailable"), cacheable: false };
 }
 
-/** The body as text, or null when it is over `max` bytes (the rest is not read). */
-async function readLimited(res: Response, max: number): Promise<string | null> {
-  const declared = res.headers.get("content-length");
-  if (declared !== null && Number(declared) > max) {
-    await res.body?.cancel().catch(() => {});
-    return null;
-  }
-  if (!res.body) return "";
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      await reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(total);
-  let o = 0;
-  for (const c of chunks) {
-    all.set(c, o);
-    o += c.byteLength;
-  }
-  return new TextDecoder().decode(all);
-}
 
 /** The identity in a 200 answer, or a reason (for the log) why it is not one. */
 export function parseAnswer(text: string): Identity | string {

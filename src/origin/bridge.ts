@@ -16,6 +16,7 @@ import { readSecret } from "../env.ts";
 import { log } from "../observability/log.ts";
 import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
 import { relayFrame, sysFrame } from "../protocol/envelope.ts";
+import { readBoundedText } from "../protocol/http.ts";
 import type { AlarmMux } from "../room/alarms.ts";
 import type { RoomApi } from "../room/context.ts";
 import { deliverMessage, kick, ORIGIN_SENDER } from "../room/deliver.ts";
@@ -271,7 +272,7 @@ async function post(env: Env, service: OriginService, id: string, body: string):
       signal: AbortSignal.timeout(service.timeout_ms),
     });
     if (res.status >= 200 && res.status < 300) {
-      const text = await readBounded(res, MAX_ANSWER_BYTES);
+      const text = await readBoundedText(res, MAX_ANSWER_BYTES);
       return { kind: "ok", body: text ?? "{\"actions\":\"too large\"}" };
     }
     await res.body?.cancel();
@@ -283,32 +284,3 @@ async function post(env: Env, service: OriginService, id: string, body: string):
   }
 }
 
-/** Read a body up to `max` bytes; null when larger. */
-async function readBounded(res: Response, max: number): Promise<string | null> {
-  const declared = Number(res.headers.get("content-length") ?? "0");
-  if (declared > max) {
-    await res.body?.cancel();
-    return null;
-  }
-  if (!res.body) return "";
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(total);
-  let o = 0;
-  for (const c of chunks) {
-    all.set(c, o);
-    o += c.byteLength;
-  }
-  return new TextDecoder().decode(all);
-}

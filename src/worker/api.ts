@@ -35,7 +35,7 @@ import { secretsEqual } from "../origin/sign.ts";
 import { getTenant, type TenantPolicy } from "../policy/index.ts";
 import { ROOM_RE, SID_RE, SVC_RE, TENANT_RE, USER_RE } from "../protocol/codes.ts";
 import { decodeHot } from "../protocol/hot.ts";
-import { jsonError } from "../protocol/http.ts";
+import { jsonError, readBounded } from "../protocol/http.ts";
 import type { OutboundMessage, Target } from "../room/deliver.ts";
 
 type Ctx = Context<{ Bindings: Env }>;
@@ -128,36 +128,6 @@ function mediaType(c: Ctx): string {
   return (c.req.header("Content-Type") ?? "").split(";")[0]!.trim().toLowerCase();
 }
 
-/** Read at most `max` bytes of the body; `null` means it is larger (or says so). */
-async function readBounded(req: Request, max: number): Promise<Uint8Array | null | "bad_length"> {
-  const declared = req.headers.get("Content-Length");
-  if (declared !== null) {
-    if (!/^\d+$/.test(declared.trim())) return "bad_length";
-    if (Number(declared) > max) return null;
-  }
-  if (!req.body) return new Uint8Array(0);
-  const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      await reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  if (chunks.length === 1) return chunks[0]!;
-  const all = new Uint8Array(total);
-  let o = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, o);
-    o += chunk.byteLength;
-  }
-  return all;
-}
 
 async function body(c: Ctx, type: string, max: number): Promise<Uint8Array | Response> {
   if (mediaType(c) !== type) return jsonError(415, "BAD_REQUEST", `expected Content-Type: ${type}`);
