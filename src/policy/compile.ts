@@ -416,6 +416,37 @@ class FileCompiler {
 
   /* ---------------------------------------------------------------- cross-field */
 
+  /**
+   * The well-formed string entries of `parent[key]` (syntax errors are the
+   * schema's), each reported once: a repeated entry is an error, a first one is
+   * handed to `check` with its regex match, path and source offset.
+   */
+  private uniqueEntries(
+    parent: unknown,
+    key: string,
+    re: RegExp,
+    parentPath: Path,
+    check: (m: RegExpExecArray, entry: string, path: Path, at: number) => void,
+  ): void {
+    const list = isObj(parent) ? own(parent, key) : undefined;
+    if (!Array.isArray(list)) return;
+    const seen = new Map<string, number>();
+    list.forEach((entry, j) => {
+      if (typeof entry !== "string") return;
+      const m = re.exec(entry);
+      if (!m) return;
+      const path: Path = [...parentPath, key, j];
+      const at = this.offsetOf(path, "value");
+      const first = seen.get(entry);
+      if (first !== undefined) {
+        this.error(at, path, `duplicate entry "${entry}" (already at index ${first})`);
+        return;
+      }
+      seen.set(entry, j);
+      check(m, entry, path, at);
+    });
+  }
+
   private crossChecks(root: Obj): void {
     const tenants = own(root, "tenants");
     if (!Array.isArray(tenants)) return;
@@ -426,63 +457,33 @@ class FileCompiler {
       const services = own(t, "services");
       const hotServices = own(t, "hot_services");
 
-      const ext = isObj(policy) ? own(policy, "ext_allowlist") : undefined;
-      if (Array.isArray(ext)) {
-        const seen = new Map<string, number>();
-        ext.forEach((entry, j) => {
-          if (typeof entry !== "string") return;
-          const m = EXT_ENTRY_RE.exec(entry);
-          if (!m) return;
-          const path: Path = [...base, "policy", "ext_allowlist", j];
-          const at = this.offsetOf(path, "value");
-          const first = seen.get(entry);
-          if (first !== undefined) {
-            this.error(at, path, `duplicate entry "${entry}" (already at index ${first})`);
-            return;
+      this.uniqueEntries(policy, "ext_allowlist", EXT_ENTRY_RE, [...base, "policy"], (m, entry, path, at) => {
+        const svc = m[1]!;
+        const type = m[2]!;
+        if (svc === "room") {
+          if (type !== "*" && !ROOM_TYPES.includes(type)) {
+            this.error(at, path, `the built-in room service has the types ${ROOM_TYPES.join(" and ")}, got "${entry}"`);
           }
-          seen.set(entry, j);
-          const svc = m[1]!;
-          const type = m[2]!;
-          if (svc === "room") {
-            if (type !== "*" && !ROOM_TYPES.includes(type)) {
-              this.error(at, path, `the built-in room service has the types ${ROOM_TYPES.join(" and ")}, got "${entry}"`);
-            }
-            return;
-          }
-          if ((BUILTIN_EXT_SERVICES as readonly string[]).includes(svc)) return;
-          if (services !== undefined && !isObj(services)) return; // reported by the schema
-          if (!isObj(services) || !Object.hasOwn(services, svc)) {
-            this.error(
-              at,
-              path,
-              `service "${svc}" is not defined in ${formatPath([...base, "services"])} (built in: ${BUILTIN_EXT_SERVICES.join(", ")})`,
-            );
-          }
-        });
-      }
+          return;
+        }
+        if ((BUILTIN_EXT_SERVICES as readonly string[]).includes(svc)) return;
+        if (services !== undefined && !isObj(services)) return; // reported by the schema
+        if (!isObj(services) || !Object.hasOwn(services, svc)) {
+          this.error(
+            at,
+            path,
+            `service "${svc}" is not defined in ${formatPath([...base, "services"])} (built in: ${BUILTIN_EXT_SERVICES.join(", ")})`,
+          );
+        }
+      });
 
-      const hot = isObj(policy) ? own(policy, "hot_allowlist") : undefined;
-      if (Array.isArray(hot)) {
-        const seen = new Map<string, number>();
-        hot.forEach((entry, j) => {
-          if (typeof entry !== "string") return;
-          const m = HOT_ENTRY_RE.exec(entry);
-          if (!m) return;
-          const path: Path = [...base, "policy", "hot_allowlist", j];
-          const at = this.offsetOf(path, "value");
-          const first = seen.get(entry);
-          if (first !== undefined) {
-            this.error(at, path, `duplicate entry "${entry}" (already at index ${first})`);
-            return;
-          }
-          seen.set(entry, j);
-          const svcId = m[1]!;
-          if (hotServices !== undefined && !isObj(hotServices)) return;
-          if (!isObj(hotServices) || !Object.hasOwn(hotServices, svcId)) {
-            this.error(at, path, `hot svc_id ${svcId} is not defined in ${formatPath([...base, "hot_services"])}`);
-          }
-        });
-      }
+      this.uniqueEntries(policy, "hot_allowlist", HOT_ENTRY_RE, [...base, "policy"], (m, _entry, path, at) => {
+        const svcId = m[1]!;
+        if (hotServices !== undefined && !isObj(hotServices)) return;
+        if (!isObj(hotServices) || !Object.hasOwn(hotServices, svcId)) {
+          this.error(at, path, `hot svc_id ${svcId} is not defined in ${formatPath([...base, "hot_services"])}`);
+        }
+      });
 
       const origins = own(t, "allowed_origins");
       if (Array.isArray(origins)) {
