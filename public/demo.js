@@ -1,10 +1,8 @@
 // wsPrism live demo: the SDK in a browser, no framework, no external requests.
 //
 //  - connection: WsPrismClient with a dev ticket `dev:<name>` (npm start allows them);
-//  - presence:   client.members (authed + sys.presence), completed with a small
-//                roster handshake on the hot relay lane (svc 1): on authed a tab
-//                sends op 1 "hello" {user, sid}; every other tab answers op 2 with
-//                its own, so a tab also learns who was in the room before it;
+//  - presence:   client.members: the gateway's presence sync right after authed
+//                (everyone already in the room), then sys.presence joins and leaves;
 //  - chat:       chat:send {msg} with ack, handled by the example origin, which
 //                broadcasts chat:msg {user,msg,at} and chat:system {text,at} or
 //                rejects (banned words; three strikes kick);
@@ -15,9 +13,6 @@
 import { WsPrismClient } from "./sdk/index.js";
 
 const TENANT = "demo";
-const SVC_ROSTER = 1; // relay
-const OP_HELLO = 1;
-const OP_HELLO_REPLY = 2;
 const SVC_STATE = 3; // state, 20 Hz
 const OP_DOT = 1;
 const SEND_EVERY_MS = 50; // <= 20 Hz
@@ -86,8 +81,6 @@ let lastSentAt = -Infinity;
 let sendTimer = null;
 let framesSent = 0;
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 // --- Connection ------------------------------------------------------------------------
 
@@ -120,7 +113,6 @@ function connect() {
     remote.clear();
     seenSince.clear();
     latencies.length = 0;
-    c.sendHot(SVC_ROSTER, OP_HELLO, helloPayload(c));
     if (me) sendDot();
     renderStatus();
     renderPresence();
@@ -150,23 +142,10 @@ function connect() {
     if (e.seq === undefined) addLine("error", `${e.code}: ${e.msg}`); // errors with a seq reject their send
   }));
 
-  // Roster handshake (hot relay lane): learn the users behind slots joined before us.
-  const onHello = (answer) => mine((sender, payload) => {
-    let info;
-    try {
-      info = JSON.parse(decoder.decode(payload));
-    } catch {
-      return;
-    }
-    if (typeof info?.user !== "string" || typeof info?.sid !== "string") return;
-    const known = c.members.get(sender);
-    if (!known || known.sid !== info.sid || known.user !== info.user) c.members.set(sender, { user: info.user, sid: info.sid });
-    if (answer) c.sendHot(SVC_ROSTER, OP_HELLO_REPLY, helloPayload(c));
+  c.on("members", mine(() => {
     renderPresence();
     invalidate();
-  });
-  c.onHot(SVC_ROSTER, OP_HELLO, onHello(true));
-  c.onHot(SVC_ROSTER, OP_HELLO_REPLY, onHello(false));
+  }));
 
   // Cursors: every inner frame of the state batches.
   c.onHot(SVC_STATE, OP_DOT, mine((sender, payload, seq) => {
@@ -197,10 +176,6 @@ function connect() {
   renderStatus();
   renderPresence();
   invalidate();
-}
-
-function helloPayload(c) {
-  return encoder.encode(JSON.stringify({ user: c.session?.user ?? name, sid: c.session?.sid ?? "" }));
 }
 
 function userOf(slot) {

@@ -112,6 +112,8 @@ export interface Member {
 export interface ClientEvents {
   authed: AuthedInfo;
   presence: PresenceEvent;
+  /** The room's members changed: the full list after `authed` (presence sync), then every join and leave. */
+  members: ReadonlyMap<number, Member>;
   error: ErrorInfo;
   kicked: { reason: string };
   close: CloseInfo;
@@ -198,7 +200,7 @@ function errMsg(err: unknown): string {
 }
 
 export class WsPrismClient {
-  /** Room members by slot: yourself (from `authed`) and the joins/leaves seen since. */
+  /** Room members by slot: yourself (from `authed`), everyone already there (the presence sync), then joins and leaves. */
   readonly members = new Map<number, Member>();
 
   private readonly opts: Required<Omit<WsPrismClientOptions, "sid" | "WebSocket" | "backoff">> & {
@@ -668,6 +670,19 @@ export class WsPrismClient {
   }
 
   private onPresence(data: Record<string, unknown>): void {
+    if (data.event === "sync" && Array.isArray(data.members)) {
+      // Right after authed: everyone already in the room (SPEC section 4).
+      const self = this._session;
+      this.members.clear();
+      if (self) this.members.set(self.slot, { user: self.user, sid: self.sid });
+      for (const m of data.members as Array<Record<string, unknown>>) {
+        if (m && typeof m.slot === "number" && typeof m.user === "string" && typeof m.sid === "string") {
+          this.members.set(m.slot, { user: m.user, sid: m.sid });
+        }
+      }
+      this.events.emit("members", this.members);
+      return;
+    }
     const { event, user, sid, slot } = data;
     if ((event !== "join" && event !== "leave") || typeof slot !== "number") return;
     const p: PresenceEvent = { event, user: String(user), sid: String(sid), slot };
@@ -677,6 +692,7 @@ export class WsPrismClient {
       if (!m || m.sid === p.sid) this.members.delete(slot);
     }
     this.events.emit("presence", p);
+    this.events.emit("members", this.members);
   }
 
   // --- Outbound ----------------------------------------------------------------------

@@ -1,102 +1,74 @@
 /**
  * The Worker's side of cross-room governance: before an upgrade reaches its room,
- * the tenant's directory (caps) and then the user's directory (sessions per user,
- * rooms per user) admit it. A tenant with no cap set skips its round trip.
- * The room's side (renew, release) is in sessions.ts.
+ * the tenant's directory admits the socket (one round trip; see directory.ts for
+ * the rules). The room's side (renew, release) is in sessions.ts.
  */
 import type { Env } from "../env.ts";
 import { log } from "../observability/log.ts";
 import type { TenantPolicy } from "../policy/index.ts";
 import { jsonError } from "../protocol/http.ts";
-import type { AdmitRequest, AdmitResult } from "./directory.ts";
+import type { AdmitResult, RefusalReason } from "./admission-rules.ts";
 
-export const userDirectoryName = (tenant: string, user: string) => `u/${tenant}/${user}`;
 export const tenantDirectoryName = (tenant: string) => `t/${tenant}`;
 
-export function hasTenantCaps(t: TenantPolicy): boolean {
-  return t.limits.max_sessions_total > 0 || t.limits.max_rooms_total > 0;
+export function tenantDirectory(env: Env, tenant: string) {
+  return env.DIRECTORY.get(env.DIRECTORY.idFromName(tenantDirectoryName(tenant)));
 }
 
-export interface Admitted {
-  /** Give the admission back (the room refused the upgrade). */
-  release(): Promise<void>;
+export interface Admission {
+  /** The upgrade did not happen: give back exactly what the admission took. Never throws. */
+  undo(): Promise<void>;
+  /** The upgrade happened: close the sessions kick_oldest evicted (4004). Never throws. */
+  evict(): Promise<void>;
 }
 
-function directory(env: Env, name: string) {
-  return env.DIRECTORY.get(env.DIRECTORY.idFromName(name));
-}
+const REFUSALS: Record<RefusalReason, () => Response> = {
+  sid_taken: () => jsonError(400, "BAD_REQUEST", "sid is held by another user"),
+  sessions: () => jsonError(409, "TOO_MANY_SESSIONS", "the user has max_sessions_per_user sessions already"),
+  user_rooms: () => jsonError(503, "RESOURCE_EXHAUSTED", "the user is in max_rooms_per_user rooms already", 5),
+  tenant_sessions: () => jsonError(503, "RESOURCE_EXHAUSTED", "the tenant's session cap is reached", 5),
+  tenant_rooms: () => jsonError(503, "RESOURCE_EXHAUSTED", "the tenant's room cap is reached", 5),
+};
 
-/** Admit a session, or answer the contract's rejection. Evicts the oldest sessions under `kick_oldest`. */
+/** Admit a socket, or answer the contract's rejection. `cid` identifies this upgrade. */
 export async function admitSession(
   env: Env,
   t: TenantPolicy,
-  user: string,
-  room: string,
-  sid: string,
-  trace: string,
-): Promise<{ ok: true; admitted: Admitted } | { ok: false; response: Response; reason: string }> {
-  const held: Array<() => Promise<void>> = [];
-  const release = async () => {
-    await Promise.allSettled(held.map((f) => f()));
-  };
+  who: { user: string; sid: string; room: string; cid: string },
+): Promise<{ ok: true; admission: Admission } | { ok: false; response: Response; reason: string }> {
+  const dir = tenantDirectory(env, t.id);
+  let r: AdmitResult;
   try {
-    if (hasTenantCaps(t)) {
-      const dir = directory(env, tenantDirectoryName(t.id));
-      const r: AdmitResult = await dir.admit({
-        sid,
-        room,
-        user,
-        maxSessions: t.limits.max_sessions_total,
-        maxRooms: t.limits.max_rooms_total,
-        onExceed: "unavailable",
-      } satisfies AdmitRequest);
-      if (!r.ok) {
-        const what = r.reason === "rooms" ? "the tenant's room cap is reached" : "the tenant's session cap is reached";
-        return { ok: false, response: jsonError(503, "RESOURCE_EXHAUSTED", what, r.retryAfter), reason: `tenant_${r.reason}` };
-      }
-      held.push(() => dir.release(room, sid));
-    }
-    const s = t.policy.sessions;
-    const dir = directory(env, userDirectoryName(t.id, user));
-    const r = await dir.admit({
-      sid,
-      room,
-      user,
-      maxSessions: s.max_sessions_per_user,
-      maxRooms: t.limits.max_rooms_per_user,
-      onExceed: s.on_exceed,
+    r = await dir.admit({
+      ...who,
+      maxSessions: t.policy.sessions.max_sessions_per_user,
+      onExceed: t.policy.sessions.on_exceed,
+      maxRoomsPerUser: t.limits.max_rooms_per_user,
+      maxSessionsTotal: t.limits.max_sessions_total,
+      maxRoomsTotal: t.limits.max_rooms_total,
     });
-    if (!r.ok) {
-      await release();
-      if (r.reason === "rooms") {
-        return {
-          ok: false,
-          response: jsonError(503, "RESOURCE_EXHAUSTED", "the user is in max_rooms_per_user rooms already", r.retryAfter),
-          reason: "user_rooms",
-        };
-      }
-      return {
-        ok: false,
-        response: jsonError(409, "TOO_MANY_SESSIONS", "the user has max_sessions_per_user sessions already"),
-        reason: "sessions",
-      };
-    }
-    held.push(() => dir.release(room, sid));
-    // kick_oldest: the evicted sessions get sys.kicked and close 4004, in whatever room they are.
-    await Promise.allSettled(
-      r.evicted.map(async (v) => {
-        const stub = env.ROOMS.get(env.ROOMS.idFromName(`${t.id}/${v.room}`));
-        await stub.replaceSession(v.sid);
-      }),
-    );
-    return { ok: true, admitted: { release } };
   } catch (err) {
-    await release();
-    log("error", "governance.unavailable", { trace_id: trace, tenant: t.id, room, error: String(err) });
-    return {
-      ok: false,
-      response: jsonError(503, "RESOURCE_EXHAUSTED", "session directory unavailable", 2),
-      reason: "directory_unavailable",
-    };
+    log("error", "governance.unavailable", { trace_id: who.cid, tenant: t.id, room: who.room, error: String(err) });
+    return { ok: false, response: jsonError(503, "RESOURCE_EXHAUSTED", "session directory unavailable", 2), reason: "directory_unavailable" };
   }
+  if (!r.ok) return { ok: false, response: REFUSALS[r.reason](), reason: r.reason };
+  const admitted = r;
+  return {
+    ok: true,
+    admission: {
+      undo: async () => {
+        try {
+          await dir.undo(admitted);
+        } catch (err) {
+          // The row's pending lease runs out on its own (PENDING_LEASE_MS).
+          log("warn", "governance.undo_failed", { trace_id: who.cid, tenant: t.id, error: String(err) });
+        }
+      },
+      evict: async () => {
+        await Promise.allSettled(
+          admitted.evicted.map((v) => env.ROOMS.get(env.ROOMS.idFromName(`${t.id}/${v.room}`)).replaceSession(v.sid, v.user)),
+        );
+      },
+    },
+  };
 }

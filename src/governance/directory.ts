@@ -1,56 +1,53 @@
 /**
- * Cross-room governance: one Durable Object per (tenant, user) and one per
- * tenant, each holding the live sessions it governs as absolute state with
- * leases (never increments and decrements):
+ * Cross-room governance (SPEC section 2): one Durable Object per tenant,
+ * `t/<tenant>`, holding one row per live socket: (sid, room) → user.
  *
- *  - `admit` (from the Worker, before the upgrade) checks the limits and, when it
- *    admits, records the session with a short pending lease;
- *  - rooms `renew` the full list of their sessions every RENEW_MS (absolute: a
- *    session missing from a room's list is gone), and `release` one on close;
- *  - a session whose lease ran out (its room crashed, or never confirmed it) is
- *    dropped at the next read, so no ghost outlives LEASE_MS.
+ * A session is a (user, sid) pair. The directory decides, in one place and one
+ * round trip, everything that spans rooms:
+ *  - a sid names at most one user's session in the tenant (400 otherwise);
+ *  - one socket per (session, room): the same (user, sid, room) again replaces it;
+ *  - `max_sessions_per_user`: the user's distinct sids (deny 409, or kick_oldest);
+ *  - `max_rooms_per_user`: the distinct rooms where the user has a socket;
+ *  - `max_sessions_total`: the tenant's sockets; `max_rooms_total`: rooms with one.
+ * A refused admission writes nothing. An admission the upgrade then failed is
+ * undone exactly (`undo`), restoring whatever it replaced or evicted.
  *
- * Names: `u/<tenant>/<user>` for sessions per user (`policy.sessions`,
- * `limits.max_rooms_per_user`), `t/<tenant>` for tenant caps
- * (`limits.max_sessions_total`, `limits.max_rooms_total`).
+ * Rows are absolute state with leases, never counters:
+ *  - `admit` (from the Worker, before the upgrade) records a row with a short
+ *    pending lease and the upgrade's connection id (`cid`);
+ *  - rooms `renew` the full list of their sockets every RENEW_MS (a confirmed row
+ *    missing from its room's list is gone) and `release` one on close (only if
+ *    its cid still matches, so a late release never deletes a newer socket's row);
+ *  - a row whose lease ran out (its room crashed, or never confirmed it) is
+ *    dropped at the next admission, so no ghost outlives LEASE_MS.
+ *
+ * The decision itself is the pure function `decide` (admission-rules.ts), which
+ * the property tests drive against a model.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
+import { decide, type AdmitRequest, type AdmitResult, type SocketRow, type TenantView } from "./admission-rules.ts";
 
-/** How often rooms renew their sessions' leases. */
+export type { AdmitRequest, AdmitResult, SocketRow } from "./admission-rules.ts";
+
+/** How often rooms renew their sockets' leases. */
 export const RENEW_MS = 30_000;
-/** A session not renewed for this long is dropped (3 missed renewals). */
+/** A row not renewed for this long is dropped (3 missed renewals). */
 export const LEASE_MS = 3 * RENEW_MS;
-/** Lease of an admitted session until its room first renews it. */
+/** Lease of an admitted socket until its room first renews it. */
 export const PENDING_LEASE_MS = 2 * RENEW_MS;
 /** How long an admission may wait for its room before a renewal without it drops it. */
 const ADMISSION_GRACE_MS = 15_000;
 
-export interface AdmitRequest {
+/** What a room reports of one of its sockets. */
+export interface RoomSocket {
   sid: string;
-  room: string;
   user: string;
-  /** 0 = unlimited for each. */
-  maxSessions: number;
-  maxRooms: number;
-  /** What to do when maxSessions is reached. */
-  onExceed: "deny" | "kick_oldest" | "unavailable";
-}
-
-export type AdmitResult =
-  | { ok: true; evicted: Array<{ room: string; sid: string }> }
-  | { ok: false; reason: "sessions" | "rooms"; retryAfter: number };
-
-interface Row {
-  sid: string;
-  room: string;
-  user: string;
+  cid: string;
   since: number;
-  lease: number;
-  /** 1 once a room renewed it; 0 while only admitted. */
-  confirmed: number;
-  [k: string]: SqlStorageValue;
 }
+
+type Row = SocketRow & { [k: string]: SqlStorageValue };
 
 export class DirectoryObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -58,76 +55,116 @@ export class DirectoryObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS sessions (
-      sid TEXT PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL, since INTEGER NOT NULL,
-      lease INTEGER NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0)`);
+    // v0 kept one row per sid (the bug of issue 9); its rows are leases that rooms renew within RENEW_MS.
+    this.sql.exec("DROP TABLE IF EXISTS sessions");
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS sockets (
+      sid TEXT NOT NULL, room TEXT NOT NULL, user TEXT NOT NULL, cid TEXT NOT NULL,
+      since INTEGER NOT NULL, lease INTEGER NOT NULL, confirmed INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY (sid, room)) WITHOUT ROWID`);
+    this.sql.exec("CREATE INDEX IF NOT EXISTS sockets_user ON sockets (user)");
+    this.sql.exec("CREATE INDEX IF NOT EXISTS sockets_room ON sockets (room)");
+    this.sql.exec("CREATE INDEX IF NOT EXISTS sockets_lease ON sockets (lease)");
   }
 
-  /** Live sessions, after dropping expired leases. */
-  private live(now: number): Row[] {
-    this.sql.exec("DELETE FROM sessions WHERE lease < ?", now);
-    return this.sql.exec<Row>("SELECT * FROM sessions ORDER BY since, sid").toArray();
-  }
-
+  /**
+   * Admit one socket, or refuse it without writing anything. The rows the
+   * decision needs are read by index: the sid's, the user's, and (only when a
+   * tenant cap is set) counts over the tenant.
+   */
   async admit(req: AdmitRequest, now = Date.now()): Promise<AdmitResult> {
-    const rows = this.live(now);
-    const existing = rows.find((r) => r.sid === req.sid);
-    // The same sid again (a reconnect that replaces its session): not a new session.
-    const others = rows.filter((r) => r.sid !== req.sid);
-    const evicted: Array<{ room: string; sid: string }> = [];
-    if (!existing && req.maxRooms > 0) {
-      const rooms = new Set(others.map((r) => r.room));
-      if (!rooms.has(req.room) && rooms.size >= req.maxRooms) return { ok: false, reason: "rooms", retryAfter: 5 };
-    }
-    if (!existing && req.maxSessions > 0 && others.length >= req.maxSessions) {
-      if (req.onExceed !== "kick_oldest") return { ok: false, reason: "sessions", retryAfter: 5 };
-      // Oldest first, until there is room for this one.
-      for (const victim of others.slice(0, others.length - req.maxSessions + 1)) {
-        this.sql.exec("DELETE FROM sessions WHERE sid = ?", victim.sid);
-        evicted.push({ room: victim.room, sid: victim.sid });
-      }
-    }
-    this.sql.exec(
-      "INSERT OR REPLACE INTO sessions (sid, room, user, since, lease) VALUES (?, ?, ?, ?, ?)",
-      req.sid,
-      req.room,
-      req.user,
-      existing?.since ?? now,
-      now + PENDING_LEASE_MS,
-    );
-    return { ok: true, evicted };
+    this.sql.exec("DELETE FROM sockets WHERE lease < ?", now);
+    const rows = this.sql.exec<Row>("SELECT * FROM sockets WHERE sid = ? OR user = ?", req.sid, req.user).toArray();
+    const tenant = req.maxSessionsTotal > 0 || req.maxRoomsTotal > 0 ? this.tenantView() : null;
+    const result = decide(req, rows, tenant, now, PENDING_LEASE_MS);
+    if (!result.ok) return result;
+    for (const v of result.evicted) this.sql.exec("DELETE FROM sockets WHERE sid = ? AND room = ?", v.sid, v.room);
+    this.put(result.row);
+    return result;
   }
 
-  /** A room's complete list of its sessions here: renews them, forgets the room's others. */
-  async renew(room: string, sessions: Array<{ sid: string; user: string; since: number }>, now = Date.now()): Promise<void> {
-    const keep = new Set(sessions.map((s) => s.sid));
-    for (const r of this.sql.exec<Row>("SELECT * FROM sessions WHERE room = ?", room).toArray()) {
-      // A confirmed session missing from the list is gone. An admission the room has
+  /**
+   * The Worker could not complete an admitted upgrade: put back exactly what the
+   * admission changed (its own row, the row it replaced, the rows it evicted).
+   */
+  async undo(admitted: Extract<AdmitResult, { ok: true }>): Promise<void> {
+    const { row, replaced, evicted } = admitted;
+    this.sql.exec("DELETE FROM sockets WHERE sid = ? AND room = ? AND cid = ?", row.sid, row.room, row.cid);
+    if (replaced) this.put(replaced, "OR IGNORE");
+    for (const v of evicted) this.put(v, "OR IGNORE");
+  }
+
+  /**
+   * A room's complete list of its sockets: renews them, forgets the room's others.
+   * Returns the sids it refused because another user holds them in the tenant
+   * (only possible after leases were lost); the room closes those sockets.
+   */
+  async renew(room: string, sockets: RoomSocket[], now = Date.now()): Promise<string[]> {
+    const listed = new Set(sockets.map((s) => s.sid));
+    for (const r of this.sql.exec<Row>("SELECT * FROM sockets WHERE room = ?", room).toArray()) {
+      // A confirmed row missing from the list is gone. An admission the room has
       // not confirmed yet is kept a little (the upgrade may still be on its way).
       const admittedAt = r.lease - PENDING_LEASE_MS;
-      if (!keep.has(r.sid) && (r.confirmed === 1 || now - admittedAt > ADMISSION_GRACE_MS)) {
-        this.sql.exec("DELETE FROM sessions WHERE sid = ?", r.sid);
+      if (!listed.has(r.sid) && (r.confirmed === 1 || now - admittedAt > ADMISSION_GRACE_MS)) {
+        this.sql.exec("DELETE FROM sockets WHERE sid = ? AND room = ?", r.sid, room);
       }
     }
-    for (const s of sessions) {
+    const refused: string[] = [];
+    for (const s of sockets) {
+      const owner = this.sql
+        .exec<{ user: string }>("SELECT user FROM sockets WHERE sid = ? AND user != ? AND lease >= ? LIMIT 1", s.sid, s.user, now)
+        .toArray()[0];
+      if (owner) {
+        refused.push(s.sid);
+        continue;
+      }
+      // The session's start (since) is the directory's: the room knows only its socket's.
       this.sql.exec(
-        "INSERT OR REPLACE INTO sessions (sid, room, user, since, lease, confirmed) VALUES (?, ?, ?, ?, ?, 1)",
+        `INSERT INTO sockets (sid, room, user, cid, since, lease, confirmed) VALUES (?, ?, ?, ?, ?, ?, 1)
+         ON CONFLICT (sid, room) DO UPDATE SET user = excluded.user, cid = excluded.cid, lease = excluded.lease, confirmed = 1`,
         s.sid,
         room,
         s.user,
+        s.cid,
         s.since,
         now + LEASE_MS,
       );
     }
+    return refused;
   }
 
-  /** A session ended (or an admission was not used). Only removes it if it is still in `room`. */
-  async release(room: string, sid: string): Promise<void> {
-    this.sql.exec("DELETE FROM sessions WHERE sid = ? AND room = ?", sid, room);
+  /** A socket ended. Only removes its row if no newer socket took the (sid, room) since. */
+  async release(room: string, sid: string, cid: string): Promise<void> {
+    this.sql.exec("DELETE FROM sockets WHERE sid = ? AND room = ? AND cid = ?", sid, room, cid);
   }
 
-  /** For tests and operators. */
+  /** Live rows, for tests and operators. */
   async list(now = Date.now()): Promise<Array<{ sid: string; room: string; user: string; since: number }>> {
-    return this.live(now).map(({ sid, room, user, since }) => ({ sid, room, user, since }));
+    return this.sql
+      .exec<Row>("SELECT * FROM sockets WHERE lease >= ? ORDER BY since, sid, room", now)
+      .toArray()
+      .map(({ sid, room, user, since }) => ({ sid, room, user, since }));
+  }
+
+  /** Counts over the whole tenant: O(rows) scans, paid only by tenants that set a cap. */
+  private tenantView(): TenantView {
+    const count = (q: string, ...args: SqlStorageValue[]) => this.sql.exec<{ n: number }>(q, ...args).one().n;
+    return {
+      sockets: count("SELECT COUNT(*) AS n FROM sockets"),
+      rooms: count("SELECT COUNT(DISTINCT room) AS n FROM sockets"),
+      roomSockets: (room) => count("SELECT COUNT(*) AS n FROM sockets WHERE room = ?", room),
+    };
+  }
+
+  private put(r: SocketRow, conflict: "OR REPLACE" | "OR IGNORE" = "OR REPLACE"): void {
+    this.sql.exec(
+      `INSERT ${conflict} INTO sockets (sid, room, user, cid, since, lease, confirmed) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      r.sid,
+      r.room,
+      r.user,
+      r.cid,
+      r.since,
+      r.lease,
+      r.confirmed,
+    );
   }
 }

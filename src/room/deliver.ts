@@ -62,3 +62,15 @@ export function presence(room: RoomApi): PresenceEntry[] {
     .map((a) => ({ user: a.user, sid: a.sid, slot: a.slot, since: a.since }))
     .sort((x, y) => x.slot - y.slot);
 }
+
+/** Most members listed in a presence `sync`; beyond, `truncated: true`. */
+export const MAX_SYNC_MEMBERS = 1000;
+
+/** The presence `sync` a newcomer gets right after `authed`: the members already there. */
+export function presenceSync(room: RoomApi, newcomer: WebSocket): { event: "sync"; members: Array<{ user: string; sid: string; slot: number }>; truncated?: true } {
+  const members: Array<{ user: string; sid: string; slot: number }> = [];
+  for (const [ws, a] of room.members.all()) if (ws !== newcomer) members.push({ user: a.user, sid: a.sid, slot: a.slot });
+  members.sort((x, y) => x.slot - y.slot);
+  if (members.length <= MAX_SYNC_MEMBERS) return { event: "sync", members };
+  return { event: "sync", members: members.slice(0, MAX_SYNC_MEMBERS), truncated: true };
+}

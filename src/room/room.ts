@@ -29,7 +29,7 @@ import { AlarmMux } from "./alarms.ts";
 import { HOUSEKEEPING_ALARM, runHousekeeping, scheduleFor } from "./housekeeping.ts";
 import { StateTable } from "./state.ts";
 import type { Lane } from "./context.ts";
-import { deliverMessage, kick, presence, type OutboundMessage, type PresenceEntry, type Target } from "./deliver.ts";
+import { deliverMessage, kick, presence, presenceSync, type OutboundMessage, type PresenceEntry, type Target } from "./deliver.ts";
 import { handleExt } from "./ext.ts";
 import { handleHot } from "./hot.ts";
 import { Members, safeClose, safeSend, type Attachment } from "./members.ts";
@@ -118,10 +118,14 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     return { kicked: kick(this, target, reason) };
   }
 
-  /** `kick_oldest`: another session of the user took this one's place (close 4004). */
-  async replaceSession(sid: string): Promise<boolean> {
+  /**
+   * `kick_oldest`: another session of the user took this one's place (close 4004).
+   * The directory already dropped its row. Only the named user's socket is closed:
+   * a stale call must never close a socket another user now holds under that sid.
+   */
+  async replaceSession(sid: string, user: string): Promise<boolean> {
     const found = this.members.bySid(sid);
-    if (!found) return false;
+    if (!found || found[1].user !== user) return false;
     safeSend(found[0], sysFrame("kicked", { reason: "session replaced" }));
     this.closeMember(found[0], CLOSE.SESSION_REPLACED, "session replaced", false);
     return true;
@@ -191,6 +195,8 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
       sysFrame("authed", { tenant: t.id, user: req.user, sid: req.sid, room: req.room, slot }, req.trace),
     );
     if (t.presence) {
+      // The newcomer learns who is already there, then the others learn of it.
+      safeSend(server, sysFrame("presence", presenceSync(this, server)));
       this.broadcastSys("presence", { event: "join", user: req.user, sid: req.sid, slot }, server);
     }
     this.lifecycle("open", att, t);
@@ -277,7 +283,17 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
 
   async renew(members: Attachment[]): Promise<void> {
     const meta = this.meta();
-    if (meta) await renewSessions(this.env, meta.room, members, getTenant);
+    if (meta) {
+      try {
+        // A sid the directory gives to another user (possible only after leases were lost) loses here.
+        const refused = new Set(await renewSessions(this.env, meta.tenant, meta.room, members));
+        for (const [ws, att] of [...this.members.all()]) {
+          if (refused.has(att.sid)) this.closeMember(ws, CLOSE.POLICY, "sid held by another user", false);
+        }
+      } catch (err) {
+        log("warn", "room.renew_failed", { trace_id: "-", tenant: meta.tenant, room: meta.room, error: String(err) });
+      }
+    }
     await this.metrics.touchGauge();
   }
 
@@ -360,7 +376,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     if (!att) return;
     this.ctx.waitUntil(this.metrics.sessionsChanged());
     const t = getTenant(att.tenant);
-    if (t && release) this.ctx.waitUntil(releaseSession(this.env, t, att));
+    if (release) this.ctx.waitUntil(releaseSession(this.env, att));
     if (t?.presence) this.broadcastSys("presence", { event: "leave", user: att.user, sid: att.sid, slot: att.slot }, ws);
     if (t) this.lifecycle("close", att, t);
     this.state.left(ws, att.slot);

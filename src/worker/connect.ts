@@ -77,22 +77,15 @@ export async function connect(c: Ctx): Promise<Response> {
   if (!auth.ok) return reject(jsonError(auth.status, auth.code, auth.msg, auth.retryAfter), auth.code);
 
   const sid = sidParam ?? newSid();
-  // Sessions per user, rooms per user and tenant caps span rooms: the directories decide.
-  const admission = await admitSession(c.env, tenant, auth.identity.user, room, sid, trace);
-  if (!admission.ok) {
-    recordWorkerMetric(c.env, c.executionCtx, "wsprism_handshake_rejections_total", { tenant: tenant.id, reason: admission.reason });
-    return reject(admission.response, admission.reason);
+  const user = auth.identity.user;
+  // Sessions per user, rooms per user, sid ownership and tenant caps span rooms: the directory decides.
+  const admitted = await admitSession(c.env, tenant, { user, sid, room, cid: trace });
+  if (!admitted.ok) {
+    recordWorkerMetric(c.env, c.executionCtx, "wsprism_handshake_rejections_total", { tenant: tenant.id, reason: admitted.reason });
+    return reject(admitted.response, admitted.reason);
   }
 
-  const connectReq: ConnectRequest = {
-    tenant: tenant.id,
-    room,
-    user: auth.identity.user,
-    sid,
-    exp: auth.identity.exp,
-    trace,
-    protocol: offered,
-  };
+  const connectReq: ConnectRequest = { tenant: tenant.id, room, user, sid, exp: auth.identity.exp, trace, protocol: offered };
   const stub = c.env.ROOMS.get(c.env.ROOMS.idFromName(`${tenant.id}/${room}`));
   let res: Response;
   try {
@@ -100,13 +93,15 @@ export async function connect(c: Ctx): Promise<Response> {
       headers: { Upgrade: "websocket", [CONNECT_HEADER]: JSON.stringify(connectReq) },
     });
   } catch (err) {
-    await admission.admitted.release();
+    await admitted.admission.undo();
     throw err;
   }
   if (res.status !== 101) {
-    await admission.admitted.release();
+    await admitted.admission.undo();
     return reject(res, "room");
   }
+  // kick_oldest: the evicted sessions are closed only once this upgrade succeeded.
+  c.executionCtx.waitUntil(admitted.admission.evict());
   return res;
 }
 

@@ -247,7 +247,7 @@ describe("demo page in Chromium (npm start stack)", () => {
     pageA = await openDemo(alice);
     await waitMembers(pageA, [alice]);
     pageB = await openDemo(bob);
-    // bob learns about alice from the roster handshake, alice about bob from sys.presence
+    // bob learns about alice from the presence sync after authed, alice about bob from sys.presence join
     await waitMembers(pageB, [alice, bob]);
     await waitMembers(pageA, [alice, bob]);
     expect(await pageA.getByTestId("status").textContent()).toContain(alice);

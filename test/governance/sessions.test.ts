@@ -7,8 +7,8 @@ import { connect, uniqueRoom, upgrade, wsUrl } from "../helpers/ws.ts";
 
 const dir = (name: string) => env.DIRECTORY.get(env.DIRECTORY.idFromName(name));
 const join = (tenant: string, user: string, room: string, sid?: string) => connect({ tenant, room, ticket: `dev:${user}`, sid });
-async function rejected(tenant: string, user: string, room: string, status: number, code: string) {
-  const res = await upgrade(wsUrl({ tenant, room, ticket: `dev:${user}` }));
+async function rejected(tenant: string, user: string, room: string, status: number, code: string, sid?: string) {
+  const res = await upgrade(wsUrl({ tenant, room, ticket: `dev:${user}`, sid }));
   expect(res.status).toBe(status);
   expect(((await res.json()) as { code: string }).code).toBe(code);
   return res;
@@ -24,7 +24,7 @@ describe("sessions per user across rooms", () => {
     expect((await first.nextOf("sys", "kicked")).data).toEqual({ reason: "session replaced" });
     expect((await first.closed()).code).toBe(4004);
     expect(second.closeEvent).toBeNull();
-    const live = await dir(`u/solo/${user}`).list();
+    const live = (await dir("t/solo").list()).filter((s) => s.user === user);
     expect(live.map((s) => s.sid)).toEqual([second.authed.data.sid]);
   });
 
@@ -47,12 +47,15 @@ describe("sessions per user across rooms", () => {
   });
 
   it("max_rooms_per_user: a third room is 503 with Retry-After; the same rooms still admit", async () => {
+    // One session (one sid) in two rooms: a third room is refused for the rooms cap alone.
     const user = uniqueUser();
     const r1 = uniqueRoom();
-    await join("pair", user, r1);
-    await join("pair", user, uniqueRoom());
-    const res = await rejected("pair", user, uniqueRoom(), 503, "RESOURCE_EXHAUSTED");
+    await join("pair", user, r1, `${user}-a`);
+    await join("pair", user, uniqueRoom(), `${user}-a`);
+    const res = await rejected("pair", user, uniqueRoom(), 503, "RESOURCE_EXHAUSTED", `${user}-a`);
     expect(Number(res.headers.get("Retry-After"))).toBeGreaterThan(0);
+    // A second session in a room the user is already in is fine.
+    await join("pair", user, r1, `${user}-b`);
   });
 
   it("a reconnect with the same sid is the same session, not a new one", async () => {
@@ -62,7 +65,7 @@ describe("sessions per user across rooms", () => {
     await join("pair", user, room, "tab-2");
     const again = await join("pair", user, room, "tab-1"); // replaces tab-1 (4004 in the room)
     expect(again.authed.data.sid).toBe("tab-1");
-    expect((await dir(`u/pair/${user}`).list()).map((s) => s.sid).sort()).toEqual(["tab-1", "tab-2"]);
+    expect((await dir("t/pair").list()).filter((s) => s.user === user).map((s) => s.sid).sort()).toEqual(["tab-1", "tab-2"]);
   });
 });
 
@@ -92,30 +95,56 @@ describe("tenant caps", () => {
     expect(sessions.length).toBe(3);
   });
 
-  it("a tenant without caps never asks the tenant directory", async () => {
-    await join("pair", uniqueUser(), uniqueRoom());
-    expect(await dir("t/pair").list()).toEqual([]);
-  });
 });
 
 describe("no ghost sessions", () => {
-  it("a session whose room never renews it disappears when its lease runs out", async () => {
-    const name = `u/solo/${uniqueUser()}`;
-    const now = Date.now();
-    await dir(name).admit({ sid: "s1", room: "r", user: "x", maxSessions: 1, maxRooms: 0, onExceed: "deny" }, now);
-    expect((await dir(name).list(now)).length).toBe(1);
-    // Renewed: alive for LEASE_MS after the renewal, gone after.
-    await dir(name).renew("r", [{ sid: "s1", user: "x", since: now }], now + 1000);
-    expect((await dir(name).list(now + LEASE_MS)).length).toBe(1);
-    expect((await dir(name).list(now + 1000 + LEASE_MS + 1)).length).toBe(0);
+  const admitReq = (sid: string, user: string) => ({
+    sid,
+    room: "r",
+    user,
+    cid: `c-${sid}`,
+    maxSessions: 1,
+    onExceed: "deny" as const,
+    maxRoomsPerUser: 0,
+    maxSessionsTotal: 0,
+    maxRoomsTotal: 0,
   });
 
-  it("a room's renewal is absolute: sessions it no longer lists are dropped", async () => {
-    const name = `u/solo/${uniqueUser()}`;
+  it("a session whose room never renews it disappears when its lease runs out", async () => {
+    const d = dir(`t/lease-${uniqueUser()}`);
     const now = Date.now();
-    await dir(name).renew("r", [{ sid: "s1", user: "x", since: now }, { sid: "s2", user: "x", since: now }], now);
-    await dir(name).renew("r", [{ sid: "s2", user: "x", since: now }], now + 10);
-    expect((await dir(name).list(now + 20)).map((s) => s.sid)).toEqual(["s2"]);
+    expect((await d.admit(admitReq("s1", "x"), now)).ok).toBe(true);
+    expect((await d.list(now)).length).toBe(1);
+    // Renewed: alive for LEASE_MS after the renewal, gone after.
+    await d.renew("r", [{ sid: "s1", user: "x", cid: "c-s1", since: now }], now + 1000);
+    expect((await d.list(now + LEASE_MS)).length).toBe(1);
+    expect((await d.list(now + 1000 + LEASE_MS + 1)).length).toBe(0);
+  });
+
+  it("a room's renewal is absolute: sockets it no longer lists are dropped", async () => {
+    const d = dir(`t/lease-${uniqueUser()}`);
+    const now = Date.now();
+    await d.renew("r", [{ sid: "s1", user: "x", cid: "a", since: now }, { sid: "s2", user: "x", cid: "b", since: now }], now);
+    await d.renew("r", [{ sid: "s2", user: "x", cid: "b", since: now }], now + 10);
+    expect((await d.list(now + 20)).map((s) => s.sid)).toEqual(["s2"]);
+  });
+
+  it("a release with a stale connection id leaves the newer socket's row", async () => {
+    const d = dir(`t/lease-${uniqueUser()}`);
+    const now = Date.now();
+    await d.renew("r", [{ sid: "s1", user: "x", cid: "new", since: now }], now);
+    await d.release("r", "s1", "old");
+    expect((await d.list(now + 1)).map((s) => s.sid)).toEqual(["s1"]);
+    await d.release("r", "s1", "new");
+    expect(await d.list(now + 1)).toEqual([]);
+  });
+
+  it("a renewal naming a sid another user holds is refused and reported", async () => {
+    const d = dir(`t/lease-${uniqueUser()}`);
+    const now = Date.now();
+    await d.renew("r1", [{ sid: "s1", user: "x", cid: "a", since: now }], now);
+    expect(await d.renew("r2", [{ sid: "s1", user: "y", cid: "b", since: now }], now)).toEqual(["s1"]);
+    expect((await d.list(now + 1)).map((s) => [s.room, s.user])).toEqual([["r1", "x"]]);
   });
 
   it("after the room object is evicted, its sessions are still renewed from the sockets' attachments", async () => {
@@ -126,11 +155,11 @@ describe("no ghost sessions", () => {
     await evictDurableObject(stub, { webSockets: "hibernate" });
     // Run the housekeeping as its alarm would, after a wake.
     await runInDurableObject(stub, (o: RoomObject) => o.renew([...o.members.all().values()]));
-    const live = await dir(`u/pair/${user}`).list();
+    const live = (await dir("t/pair").list()).filter((s) => s.user === user);
     expect(live.map((s) => s.sid)).toEqual([a.authed.data.sid]);
     a.close();
     await a.closed();
     await sleep(100);
-    expect(await dir(`u/pair/${user}`).list()).toEqual([]);
+    expect((await dir("t/pair").list()).filter((s) => s.user === user)).toEqual([]);
   });
 });

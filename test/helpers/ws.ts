@@ -41,6 +41,10 @@ export class TestClient {
   private waiters: Array<() => void> = [];
   private chain: Promise<void> = Promise.resolve();
   closeEvent: { code: number; reason: string } | null = null;
+  /** `svc:type` of every text frame received, in order. */
+  readonly received: string[] = [];
+  /** Presence syncs received (SPEC section 4: right after authed). */
+  readonly syncs: Envelope[] = [];
   authed!: Envelope;
 
   readonly ws: WebSocket;
@@ -62,7 +66,11 @@ export class TestClient {
           } catch {
             json = { v: 0, svc: "?", type: d };
           }
-          this.inbox.push({ kind: "text", text: d, json });
+          this.received.push(`${json.svc}:${json.type}`);
+          // The presence sync right after authed is kept apart, so tests that wait for
+          // presence joins and leaves see only those.
+          if (json.svc === "sys" && json.type === "presence" && json.data?.event === "sync") this.syncs.push(json);
+          else this.inbox.push({ kind: "text", text: d, json });
         } else {
           const buf = d instanceof Blob ? await d.arrayBuffer() : d;
           this.inbox.push({ kind: "binary", bytes: new Uint8Array(buf) });
