@@ -205,6 +205,30 @@ describe("state storage: persisted in pieces", () => {
     expect(await rows(room)).toEqual([[expect.stringMatching(/^state\/[0-9a-f]{8}$/), 7]]);
   });
 
+  it("a save that fails on the idle tick is counted, and retried by the next save", async () => {
+    const room = uniqueRoom("save-fails");
+    const a = await join("alice", room);
+    await runInDurableObject(stub(room), (o: RoomObject) => {
+      recordCounters(o);
+      const table = o.state as unknown as { persist(): void; realPersist?: () => void };
+      table.realPersist = table.persist.bind(table);
+      table.persist = () => {
+        throw new Error("simulated storage failure");
+      };
+    });
+    a.sendHot(3, 1, [1]);
+    await untilIdle(room);
+    expect(await recordedErrors(room)).toEqual(["-"]);
+    expect(await rows(room)).toEqual([]);
+    await runInDurableObject(stub(room), (o: RoomObject) => {
+      const table = o.state as unknown as { persist(): void; realPersist: () => void };
+      table.persist = table.realPersist;
+    });
+    a.sendHot(3, 2, [2]);
+    await untilIdle(room);
+    expect((await rows(room)).length).toBe(2);
+  });
+
   it("a pre-v1.1 snapshot (one value) is read once, then kept as rows", async () => {
     const room = uniqueRoom("legacy");
     const a = await join("alice", room);
@@ -250,5 +274,25 @@ describe("closing a member never depends on its cleanup", () => {
     expect(left).toBeGreaterThan(0);
     const c = await join("carol", room);
     for (const key of (await states(c, left)).keys()) expect(key.startsWith(`${m.authed.data.slot}:`)).toBe(true);
+  });
+
+  it("when state cleanup throws, the socket is still closed, the others still see the leave, the error is counted", async () => {
+    const room = uniqueRoom("throw");
+    const a = await join("alice", room);
+    const b = await join("bob", room);
+    a.sendHot(3, 1, [1]);
+    await untilIdle(room);
+    await runInDurableObject(stub(room), (o: RoomObject) => {
+      recordCounters(o);
+      o.state.left = () => {
+        throw new Error("simulated storage failure");
+      };
+    });
+    const res = await kick(room, "alice");
+    expect(res.status, await res.clone().text()).toBe(202);
+    expect((await a.closed()).code).toBe(4003);
+    const leave = await b.nextOf("sys", "presence");
+    expect(leave.data).toMatchObject({ event: "leave", user: "alice" });
+    expect(await recordedErrors(room)).toEqual([TENANT]);
   });
 });
