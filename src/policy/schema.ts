@@ -38,6 +38,7 @@ export const DEFAULTS = {
     max_rooms_total: 0,
     max_users_per_room: 0,
     max_rooms_per_user: 0,
+    max_state_bytes: 1_048_576,
   },
   policy: {
     rate_limit_rps: 200,
@@ -291,6 +292,11 @@ export const LimitsSchema = strict({
   }),
   max_rooms_per_user: int(0, undefined, " (0 = unlimited)").default(DEFAULTS.limits.max_rooms_per_user).meta({
     description: "Rooms one user may be in at once. 0 = unlimited (default).",
+  }),
+  max_state_bytes: int(1024, 16_777_216).default(DEFAULTS.limits.max_state_bytes).meta({
+    description:
+      "Hot lane state mode: bytes of kept states per room (each counts its frame plus 64 bytes of bookkeeping; " +
+      "at most 64 keys per sender). A frame that would exceed it is RESOURCE_EXHAUSTED. Default 1048576 (1 MiB).",
   }),
 });
 

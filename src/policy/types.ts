@@ -53,6 +53,8 @@ export interface CompiledLimits {
   max_rooms_total: number; // 0 = unlimited
   max_users_per_room: number; // 0 = unlimited
   max_rooms_per_user: number; // 0 = unlimited
+  /** Hot `state` mode: bytes of kept states per room (frames + per-key bookkeeping). */
+  max_state_bytes: number;
 }
 
 export interface CompiledSessions {

@@ -7,6 +7,7 @@ import type { ErrorCode } from "../protocol/codes.ts";
 import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
 import type { RoomApi } from "./context.ts";
 import { safeSend, type Attachment } from "./members.ts";
+import { MAX_KEYS_PER_SENDER } from "./state.ts";
 
 export function handleHot(room: RoomApi, ws: WebSocket, att: Attachment, t: TenantPolicy, buf: ArrayBuffer): void {
   const frame = decodeHot(buf);
@@ -34,14 +35,24 @@ export function handleHot(room: RoomApi, ws: WebSocket, att: Attachment, t: Tena
       room.counters.inc("wsprism_hot_frames_total", { tenant: t.id, mode: "echo" });
       safeSend(ws, encodeOutbound(frame, att.slot));
       return;
-    case "state":
-      if (!room.state.update(frame, att.slot, t, () => room.members.all())) {
+    case "state": {
+      const refused = room.state.update(frame, att.slot, t, () => room.members.all());
+      if (refused === "too_large") {
         hotError(room, ws, att, t, "PAYLOAD_TOO_LARGE", "a state frame must fit a batch (65535 bytes)", seq, "frame_size");
+        return;
+      }
+      if (refused) {
+        const msg =
+          refused === "keys"
+            ? `a member keeps at most ${MAX_KEYS_PER_SENDER} state keys (svc_id, opcode)`
+            : `the room's kept states would exceed limits.max_state_bytes (${t.limits.max_state_bytes})`;
+        hotError(room, ws, att, t, "RESOURCE_EXHAUSTED", msg, seq, "state_limit");
         return;
       }
       room.decision(t, "hot", "allow", "ok");
       room.counters.inc("wsprism_hot_frames_total", { tenant: t.id, mode: "state" });
       return;
+    }
     default:
       hotError(room, ws, att, t, "NOT_SUPPORTED", `hot svc ${frame.svc} has no mode`, seq, "unsupported");
   }

@@ -80,7 +80,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
       return m ? [[m.tenant, this.members.size()]] : [];
     }, { alarms: this.alarms });
     this.bridge = new OriginBridge(this, ctx.storage, env);
-    this.state = new StateTable(ctx.storage);
+    this.state = new StateTable(ctx.storage, (err) => this.failed("state.save_failed", undefined, err));
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
 
@@ -255,13 +255,21 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   }
 
   /** Run cleanup work so that nothing escapes to the runtime; failures are logged and counted. */
-  private guard(event: string, fn: () => void): void {
+  private guard(event: string, fn: () => void, att?: Attachment): void {
     try {
       fn();
     } catch (err) {
-      this.counters.inc("wsprism_internal_errors_total", {});
-      log("error", event, { trace_id: "-", error: String(err) });
+      this.failed(event, att, err);
     }
+  }
+
+  private failed(event: string, att: Attachment | undefined, err: unknown): void {
+    this.counters.inc("wsprism_internal_errors_total", att ? { tenant: att.tenant } : {});
+    log("error", event, {
+      trace_id: att?.trace ?? "-",
+      ...(att ? { tenant: att.tenant, room: att.room, sid: att.sid } : {}),
+      error: String(err),
+    });
   }
 
   override async alarm(): Promise<void> {
@@ -332,9 +340,13 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     safeSend(ws, errorFrame(code, msg, seq, att.trace));
   }
 
+  /** Never throws, and the socket is closed whatever its cleanup does. */
   closeMember(ws: WebSocket, code: number, reason: string, release = true): void {
-    this.leave(ws, code, reason, "gateway", release);
-    safeClose(ws, code, reason);
+    try {
+      this.guard("ws.close_failed", () => this.leave(ws, code, reason, "gateway", release));
+    } finally {
+      safeClose(ws, code, reason);
+    }
   }
 
   decision(t: TenantPolicy, lane: Lane, decision: "allow" | "deny" | "drop", reason: string): void {
@@ -370,16 +382,25 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     }
   }
 
-  /** Remove a member once, announce presence, log. Idempotent. */
+  /**
+   * Remove a member once, announce presence, log. Idempotent. Each cleanup step is
+   * guarded on its own: one that throws (a storage failure) is counted and logged,
+   * and the others still run.
+   */
   private leave(ws: WebSocket, code: number, reason: string, by: "client" | "gateway" | "error", release = true): void {
     const att = this.members.remove(ws);
     if (!att) return;
-    this.ctx.waitUntil(this.metrics.sessionsChanged());
+    const step = (event: string, fn: () => void) => this.guard(event, fn, att);
     const t = getTenant(att.tenant);
-    if (release) this.ctx.waitUntil(releaseSession(this.env, att));
-    if (t?.presence) this.broadcastSys("presence", { event: "leave", user: att.user, sid: att.sid, slot: att.slot }, ws);
-    if (t) this.lifecycle("close", att, t);
-    this.state.left(ws, att.slot);
+    step("ws.leave_metrics_failed", () => this.ctx.waitUntil(this.metrics.sessionsChanged()));
+    if (release) step("ws.leave_release_failed", () => this.ctx.waitUntil(releaseSession(this.env, att)));
+    if (t?.presence) {
+      step("ws.leave_presence_failed", () =>
+        this.broadcastSys("presence", { event: "leave", user: att.user, sid: att.sid, slot: att.slot }, ws),
+      );
+    }
+    if (t) step("ws.leave_lifecycle_failed", () => this.lifecycle("close", att, t));
+    step("ws.leave_state_failed", () => this.state.left(ws, att.slot));
     log("info", "ws.close", {
       trace_id: att.trace,
       tenant: att.tenant,

@@ -14,6 +14,16 @@
  * to send, and the states are then written to storage, so the room can hibernate
  * and a later joiner still sees them after a wake.
  *
+ * Bounded (SPEC v1.1): at most MAX_KEYS_PER_SENDER keys per sender and
+ * `limits.max_state_bytes` per room, where a kept state costs its frame plus
+ * KEY_OVERHEAD_BYTES (so many tiny states cannot cost more memory than the budget
+ * says). A frame over either bound is refused before anything changes, so the
+ * kept states stay as they were. Replacing a kept state counts only its growth.
+ *
+ * Storage: one row per kept state (`state/<key as 8 hex digits>`, at most 64 KiB,
+ * far below the storage value limit), written incrementally: changed keys are put
+ * and dropped keys deleted when the tick goes idle (or at a leave while idle).
+ *
  * One tick rate per room: the highest `tick_hz` among the tenant's state services.
  */
 import type { TenantPolicy } from "../policy/index.ts";
@@ -26,7 +36,13 @@ export const MAX_BATCH_BYTES = 64 * 1024;
 const BATCH_HEADER = 6;
 /** Largest inner frame a batch can carry (its length is a u16). */
 export const MAX_STATE_FRAME = 0xffff;
-const SNAPSHOT_KEY = "state:snapshot";
+/** Kept (svc_id, opcode) keys per sender (SPEC v1.1 section 5). */
+export const MAX_KEYS_PER_SENDER = 64;
+/** What a kept state costs beyond its frame: the map entry, its object, its storage row. */
+export const KEY_OVERHEAD_BYTES = 64;
+const ROW_PREFIX = "state/";
+/** The pre-v1.1 form: every state in one value (it could outgrow the storage value limit). */
+const LEGACY_SNAPSHOT_KEY = "state:snapshot";
 
 interface Entry {
   slot: number;
@@ -36,7 +52,12 @@ interface Entry {
   ver: number;
 }
 
-type Snapshot = Array<[key: number, slot: number, frame: ArrayBuffer]>;
+type LegacySnapshot = Array<[key: number, slot: number, frame: ArrayBuffer]>;
+
+/** Why a state frame was refused. */
+export type StateRefusal = "too_large" | "keys" | "bytes";
+
+type MemberList = () => Iterable<[WebSocket, { slot: number }]>;
 
 export function stateTickMs(t: TenantPolicy): number | null {
   let hz = 0;
@@ -44,9 +65,26 @@ export function stateTickMs(t: TenantPolicy): number | null {
   return hz > 0 ? Math.max(1, Math.round(1000 / hz)) : null;
 }
 
+/** Unsigned key of (slot, svc, op): slot * 2^16 + svc * 2^8 + op (slots go up to 65535). */
+function stateKey(slot: number, svc: number, op: number): number {
+  return slot * 0x10000 + (svc << 8) + op;
+}
+
+function rowName(key: number): string {
+  return ROW_PREFIX + key.toString(16).padStart(8, "0");
+}
+
 export class StateTable {
   private readonly storage: DurableObjectStorage;
+  private readonly onError: (err: unknown) => void;
   private entries: Map<number, Entry> | null = null;
+  /** Bytes charged against `max_state_bytes`: frames plus KEY_OVERHEAD_BYTES each. */
+  private used = 0;
+  private readonly keysBySlot = new Map<number, number>();
+  /** Keys changed since the last save (always present in `entries`). */
+  private readonly dirty = new Set<number>();
+  /** Keys that have a row in storage. */
+  private readonly stored = new Set<number>();
   private version = 0;
   /** Version each member has seen; a member absent here has seen everything up to `loadedAt`. */
   private readonly seen = new Map<WebSocket, number>();
@@ -58,42 +96,92 @@ export class StateTable {
   /** Batches sent (for tests and the bench). */
   batchesSent = 0;
 
-  constructor(storage: DurableObjectStorage) {
+  /** `onError`: a save that failed on the timer, where nobody else could catch it. */
+  constructor(storage: DurableObjectStorage, onError: (err: unknown) => void = () => {}) {
     this.storage = storage;
+    this.onError = onError;
   }
 
   private table(): Map<number, Entry> {
     if (this.entries) return this.entries;
     this.entries = new Map();
-    const snap = this.storage.kv.get<Snapshot>(SNAPSHOT_KEY);
-    if (snap) for (const [key, slot, buf] of snap) this.entries.set(key, { slot, frame: new Uint8Array(buf), ver: 0 });
+    for (const [name, value] of this.storage.kv.list<ArrayBuffer | Uint8Array>({ prefix: ROW_PREFIX })) {
+      const key = Number.parseInt(name.slice(ROW_PREFIX.length), 16);
+      if (!Number.isSafeInteger(key)) continue;
+      this.stored.add(key);
+      this.set(key, Math.floor(key / 0x10000), value instanceof Uint8Array ? value : new Uint8Array(value), 0);
+    }
+    const legacy = this.storage.kv.get<LegacySnapshot>(LEGACY_SNAPSHOT_KEY);
+    if (legacy) {
+      for (const [key, slot, buf] of legacy) {
+        const k = stateKey(slot, (key >>> 8) & 0xff, key & 0xff);
+        this.set(k, slot, new Uint8Array(buf), 0);
+        this.dirty.add(k);
+      }
+      this.storage.kv.delete(LEGACY_SNAPSHOT_KEY);
+    }
     this.loadedAt = this.version;
     return this.entries;
   }
 
-  /** Store a frame as the newest state of its (sender, svc, op). False when it cannot fit a batch. */
-  update(frame: HotFrame, slot: number, t: TenantPolicy, members: () => Iterable<[WebSocket, { slot: number }]>): boolean {
-    if (outboundLength(frame) > MAX_STATE_FRAME) return false;
-    const key = (slot << 16) | (frame.svc << 8) | frame.op;
-    this.table().set(key, { slot, frame: encodeOutbound(frame, slot), ver: ++this.version });
+  private set(key: number, slot: number, frame: Uint8Array, ver: number): void {
+    const table = this.entries!;
+    const old = table.get(key);
+    if (old) this.used -= old.frame.byteLength;
+    else {
+      this.used += KEY_OVERHEAD_BYTES;
+      this.keysBySlot.set(slot, (this.keysBySlot.get(slot) ?? 0) + 1);
+    }
+    this.used += frame.byteLength;
+    table.set(key, { slot, frame, ver });
+  }
+
+  private drop(key: number, e: Entry): void {
+    this.entries!.delete(key);
+    this.dirty.delete(key);
+    this.used -= e.frame.byteLength + KEY_OVERHEAD_BYTES;
+    const n = (this.keysBySlot.get(e.slot) ?? 1) - 1;
+    if (n > 0) this.keysBySlot.set(e.slot, n);
+    else this.keysBySlot.delete(e.slot);
+  }
+
+  /**
+   * Keep a frame as the newest state of its (sender, svc, op), or say why not:
+   * `too_large` (cannot fit a batch), `keys` (the sender's 64th key is taken),
+   * `bytes` (the room's budget). A refusal changes nothing.
+   */
+  update(frame: HotFrame, slot: number, t: TenantPolicy, members: MemberList): StateRefusal | null {
+    const len = outboundLength(frame);
+    if (len > MAX_STATE_FRAME) return "too_large";
+    const key = stateKey(slot, frame.svc, frame.op);
+    const old = this.table().get(key);
+    if (!old && (this.keysBySlot.get(slot) ?? 0) >= MAX_KEYS_PER_SENDER) return "keys";
+    const growth = old ? len - old.frame.byteLength : len + KEY_OVERHEAD_BYTES;
+    if (growth > 0 && this.used + growth > t.limits.max_state_bytes) return "bytes";
+    this.set(key, slot, encodeOutbound(frame, slot), ++this.version);
+    this.dirty.add(key);
     this.ensureTicking(t, members);
-    return true;
+    return null;
   }
 
   /** A new member: its first batch holds every current state of the others. */
-  joined(ws: WebSocket, t: TenantPolicy, members: () => Iterable<[WebSocket, { slot: number }]>): void {
+  joined(ws: WebSocket, t: TenantPolicy, members: MemberList): void {
     if (stateTickMs(t) === null) return;
     this.seen.set(ws, -1);
     if (this.table().size > 0) this.ensureTicking(t, members);
   }
 
-  /** A member left: forget it and drop its states. */
+  /** A member left: forget it and drop its states (from storage too, unless a tick will save). */
   left(ws: WebSocket, slot: number): void {
     this.seen.delete(ws);
-    const table = this.entries ?? (this.storage.kv.get(SNAPSHOT_KEY) ? this.table() : null);
-    if (!table) return;
+    if (!this.keysBySlot.has(slot) && this.entries) return;
+    const table = this.table();
     let dropped = false;
-    for (const [key, e] of table) if (e.slot === slot) dropped = table.delete(key) || dropped;
+    for (const [key, e] of table) {
+      if (e.slot !== slot) continue;
+      this.drop(key, e);
+      dropped = true;
+    }
     if (dropped && !this.timer) this.persist();
   }
 
@@ -105,7 +193,13 @@ export class StateTable {
     return this.table().size;
   }
 
-  private ensureTicking(t: TenantPolicy, members: () => Iterable<[WebSocket, { slot: number }]>): void {
+  /** Bytes charged against `limits.max_state_bytes`. */
+  bytes(): number {
+    this.table();
+    return this.used;
+  }
+
+  private ensureTicking(t: TenantPolicy, members: MemberList): void {
     if (this.timer) return;
     this.tickMs = stateTickMs(t) ?? 50;
     this.nextAt = Date.now() + this.tickMs;
@@ -113,7 +207,7 @@ export class StateTable {
   }
 
   /** Send every member its batch; keep ticking while anything was sent. */
-  private tick(members: () => Iterable<[WebSocket, { slot: number }]>): void {
+  private tick(members: MemberList): void {
     this.timer = null;
     const table = this.table();
     const now = this.version;
@@ -134,20 +228,35 @@ export class StateTable {
       this.nextAt += this.tickMs;
       if (this.nextAt <= now) this.nextAt = now + this.tickMs - ((now - this.nextAt) % this.tickMs);
       this.timer = setTimeout(() => this.tick(members), this.nextAt - now);
+      return;
     }
-    else this.persist(); // idle: nothing left running, states kept for a later wake
+    // Idle: nothing left running; the states are saved for a later wake. A failed
+    // save keeps its keys dirty, so the next one retries them.
+    try {
+      this.persist();
+    } catch (err) {
+      this.onError(err);
+    }
   }
 
+  /** Write what changed since the last save: put changed rows, delete dropped ones. */
   private persist(): void {
     const table = this.entries;
     if (!table) return;
-    if (table.size === 0) {
-      this.storage.kv.delete(SNAPSHOT_KEY);
-      return;
+    const kv = this.storage.kv;
+    for (const key of this.dirty) {
+      const e = table.get(key);
+      if (e) {
+        kv.put(rowName(key), e.frame);
+        this.stored.add(key);
+      }
+      this.dirty.delete(key);
     }
-    const snap: Snapshot = [];
-    for (const [key, e] of table) snap.push([key, e.slot, e.frame.slice().buffer]);
-    this.storage.kv.put(SNAPSHOT_KEY, snap);
+    for (const key of this.stored) {
+      if (table.has(key)) continue;
+      kv.delete(rowName(key));
+      this.stored.delete(key);
+    }
   }
 }
 
