@@ -16,7 +16,8 @@
  *  3. content type (`application/json`, or `application/octet-stream` for frames;
  *     415 BAD_REQUEST otherwise), size (over 64 KiB, by Content-Length or as read:
  *     413 PAYLOAD_TOO_LARGE; the rest is never read), then the body (invalid
- *     UTF-8 or JSON, or a schema violation: 400 BAD_REQUEST).
+ *     UTF-8 or JSON, a schema violation, a user id starting with the reserved
+ *     `@`: 400 BAD_REQUEST).
  * Only then is the room object called. It trusts its inputs: everything is
  * validated here. A room object that fails answers 500 INTERNAL (503 with
  * Retry-After when the runtime says the error is retryable).
@@ -33,7 +34,7 @@ import { readSecret } from "../env.ts";
 import { log, newTraceId } from "../observability/log.ts";
 import { secretsEqual } from "../origin/sign.ts";
 import { getTenant, type TenantPolicy } from "../policy/index.ts";
-import { ROOM_RE, SID_RE, SVC_RE, TENANT_RE, USER_RE } from "../protocol/codes.ts";
+import { isReservedUser, ROOM_RE, SID_RE, SVC_RE, TENANT_RE, USER_RE } from "../protocol/codes.ts";
 import { decodeHot } from "../protocol/hot.ts";
 import { jsonError, readBounded } from "../protocol/http.ts";
 import type { OutboundMessage, Target } from "../room/deliver.ts";
@@ -55,7 +56,12 @@ export const DEFAULT_KICK_REASON = "kicked";
 
 const svc = z.string().regex(SVC_RE, "must match ^[a-z0-9_-]{1,32}$");
 const sid = z.string().regex(SID_RE, "must match ^[A-Za-z0-9_-]{1,64}$");
-const user = z.string().regex(USER_RE, "must be 1 to 128 characters without control characters");
+// No client can hold an id starting with @ (SPEC section 3: reserved), so a target
+// naming one is a mistake worth a 400 rather than a silent `delivered: 0`.
+const user = z
+  .string()
+  .regex(USER_RE, "must be 1 to 128 characters without control characters")
+  .refine((u) => !isReservedUser(u), "user ids starting with @ are reserved");
 
 const exactlyOne = (t: { user?: string | undefined; sid?: string | undefined }) =>
   (t.user === undefined) !== (t.sid === undefined);

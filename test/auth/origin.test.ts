@@ -168,6 +168,16 @@ describe("origin auth: the call", () => {
     expectFailure(await authenticate(AUTH, "t-1", ctx(room)), 401, "AUTH_FAILED", "invalid origin answer");
   });
 
+  it.each(["@origin", "@x"])("401 when the origin answers the reserved user id %s", async (user) => {
+    const room = uniqueRoom("oa");
+    await script(room, [{ status: 200, body: { user } }], { status: 200, body: { user } });
+    expectFailure(await authenticate(AUTH, "t-1", ctx(room)), 401, "AUTH_FAILED", "reserved user id");
+    // Through the upgrade route as well: refused before the upgrade.
+    const res = await upgrade(wsUrl({ tenant: "oauth", room, ticket: "t-2" }));
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ code: "AUTH_FAILED", msg: "reserved user id" });
+  });
+
   it("401 on a 200 with an empty body", async () => {
     const room = uniqueRoom("oa");
     await script(room, [{ status: 200 }]);

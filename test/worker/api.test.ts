@@ -408,6 +408,17 @@ describe("bodies", () => {
     await expectError(await call(uniqueRoom("api"), "messages", { body: JSON.stringify(body) }), 400, "BAD_REQUEST");
   });
 
+  it("messages and kick: 400 for a user id starting with @ (reserved: no client can have one)", async () => {
+    for (const user of ["@origin", "@x"]) {
+      const room = uniqueRoom("api");
+      const msg = await expectError(await call(room, "messages", { body: { svc: "notify", type: "x", to: { user } } }), 400, "BAD_REQUEST");
+      expect(msg).toBe("to.user: user ids starting with @ are reserved");
+      expect(await expectError(await call(room, "kick", { body: { user } }), 400, "BAD_REQUEST")).toBe(
+        "user: user ids starting with @ are reserved",
+      );
+    }
+  });
+
   it("messages: exclude of exactly 1000 sids is fine", async () => {
     const exclude = Array.from({ length: 1000 }, (_, i) => `s${i}`);
     expect((await call(uniqueRoom("api"), "messages", { body: { svc: "notify", type: "x", exclude } })).status).toBe(202);
