@@ -178,6 +178,21 @@ describe("origin auth: the call", () => {
     expect(await res.json()).toEqual({ code: "AUTH_FAILED", msg: "reserved user id" });
   });
 
+  it("401 (fail closed, not cached) on a 200 nested deeper than 64 levels; 64 levels admit", async () => {
+    const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+    const room = uniqueRoom("oa");
+    const answer = (depth: number) => `{"user":"alice","extra":${nested(depth - 1)}}`; // the object is level 1
+    await script(room, [
+      { status: 200, body: answer(8_000) },
+      { status: 200, body: answer(65) },
+      { status: 200, body: answer(64) },
+    ]);
+    expectFailure(await authenticate(AUTH, "t-deep", ctx(room)), 401, "AUTH_FAILED", "invalid origin answer");
+    expectFailure(await authenticate(AUTH, "t-deep", ctx(room)), 401, "AUTH_FAILED", "invalid origin answer");
+    expect(await authenticate(AUTH, "t-deep", ctx(room))).toEqual(ok("alice"));
+    expect(await originLog(room)).toHaveLength(3);
+  });
+
   it("401 on a 200 with an empty body", async () => {
     const room = uniqueRoom("oa");
     await script(room, [{ status: 200 }]);

@@ -451,6 +451,27 @@ describe("bodies", () => {
     await expectError(await call(room, endpoint, { body: badUtf8, type: "application/json" }), 400, "BAD_REQUEST");
   });
 
+  // SPEC section 4: JSON nested deeper than 64 levels is BAD_REQUEST in every HTTP body, never INTERNAL.
+  const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+  it("messages: 400 for data nested 10,000 deep, and for a body one level too deep; 64 levels are fine", async () => {
+    const room = uniqueRoom("api");
+    const c = await join("alice", room);
+    const body = (depth: number) => `{"svc":"notify","type":"deep","data":${nested(depth - 1)}}`; // the body's object is level 1
+    for (const depth of [10_001, 65]) {
+      const msg = await expectError(await call(room, "messages", { body: body(depth) }), 400, "BAD_REQUEST");
+      expect(msg).toBe("JSON nested deeper than 64 levels");
+    }
+    expect(await quietOn(c, "notify")).toEqual([]);
+    expect(await expectJson(await call(room, "messages", { body: body(64) }), 202)).toEqual({ delivered: 1 });
+    expect((await c.nextOf("notify", "deep")).data).toEqual(JSON.parse(nested(63)));
+    c.close();
+  });
+
+  it("kick: 400 for a body nested 10,000 deep", async () => {
+    const msg = await expectError(await call(uniqueRoom("api"), "kick", { body: `{"user":"bob","reason":${nested(10_000)}}` }), 400, "BAD_REQUEST");
+    expect(msg).toBe("JSON nested deeper than 64 levels");
+  });
+
   it.each(["messages", "kick"])("%s: 415 for another content type", async (endpoint) => {
     const room = uniqueRoom("api");
     const body = JSON.stringify({ svc: "notify", type: "x", user: "bob" });
