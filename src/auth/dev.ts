@@ -5,14 +5,10 @@
  */
 import type { Env } from "../env.ts";
 import { USER_RE } from "../protocol/codes.ts";
-import type { AuthFailure, AuthResult } from "./index.ts";
+import { authFailed } from "./failure.ts";
+import type { AuthResult } from "./index.ts";
 
 export const DEV_TICKET_PREFIX = "dev:";
-
-// Local twin of index.ts's authFailed: keeps this module free of a runtime import cycle.
-function authFailed(msg: string): AuthFailure {
-  return { ok: false, status: 401, code: "AUTH_FAILED", msg };
-}
 
 export function devAuthEnabled(env: Env | undefined): boolean {
   return env?.WSPRISM_ALLOW_DEV_AUTH === "1";

@@ -5,18 +5,25 @@
  * never throws: every failure, expected or not, comes back as an `AuthFailure`
  * whose `msg` is short and safe to return to the client (it never echoes the
  * ticket, a claim value or a secret).
+ *
+ * Whatever the mode, a user id starting with `@` is refused here (SPEC section
+ * 3: reserved for the gateway and the origin, whose messages carry
+ * `from.user: "@origin"`); sys:refresh comes through here too.
  */
 import type { CompiledAuth } from "../policy/types.ts";
 import type { Env } from "../env.ts";
+import { isReservedUser } from "../protocol/codes.ts";
 import { verifyDevTicket } from "./dev.ts";
+import { authFailed } from "./failure.ts";
 import { verifyJwtTicket } from "./jwt.ts";
 import { verifyOriginTicket } from "./origin.ts";
 import { roomAllowed } from "./rooms.ts";
 
 export { roomAllowed } from "./rooms.ts";
+export { authFailed } from "./failure.ts";
 
 export interface Identity {
-  /** JWT `sub` or the dev ticket's user; matches USER_RE. */
+  /** JWT `sub`, the dev ticket's or the auth origin's user; matches USER_RE, never starts with `@` (reserved). */
   user: string;
   /** Unix seconds, from the JWT `exp`; null for dev tickets. */
   exp: number | null;
@@ -47,11 +54,6 @@ export interface AuthContext {
 /** Longer tickets are refused (401 AUTH_FAILED) without being parsed. */
 export const MAX_TICKET_LENGTH = 8192;
 
-/** 401 AUTH_FAILED with a short, safe message. */
-export function authFailed(msg: string): AuthFailure {
-  return { ok: false, status: 401, code: "AUTH_FAILED", msg };
-}
-
 /**
  * Verify a ticket for a tenant. Never throws: every failure is an AuthFailure.
  * Also enforces the identity's `rooms` patterns for ctx.room (403 NOT_ALLOWED).
@@ -76,6 +78,8 @@ export async function authenticate(auth: CompiledAuth, ticket: string, ctx: Auth
         result = authFailed("unsupported auth mode");
     }
     if (!result.ok) return result;
+    // Here, not in each verifier: every mode (and sys:refresh, which comes through here) refuses them alike.
+    if (isReservedUser(result.identity.user)) return authFailed("reserved user id");
     if (!roomAllowed(result.identity.rooms, ctx.room)) {
       return { ok: false, status: 403, code: "NOT_ALLOWED", msg: "ticket does not grant this room" };
     }

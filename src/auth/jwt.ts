@@ -10,7 +10,8 @@
  * JWKS-only tenant (algorithm confusion) or an RS256 token against a secret-only
  * tenant. Each verification pins `algorithms` to the one family it uses.
  *
- * Claims: `sub` (a string matching USER_RE) and `exp` are required; `nbf` is
+ * Claims: `sub` (a string matching USER_RE; authenticate() refuses the reserved
+ * `@…` ids) and `exp` are required; `nbf` is
  * honoured; `aud` must match when the policy sets `auth.audience`; a `tenant`
  * claim, when present, must equal the tenant connected to; a `rooms` claim, when
  * present, must be a list of at most MAX_ROOM_PATTERNS strings of at most
@@ -31,6 +32,7 @@ import {
 import type { CompiledAuth } from "../policy/types.ts";
 import { readSecret } from "../env.ts";
 import { USER_RE } from "../protocol/codes.ts";
+import { authFailed } from "./failure.ts";
 import type { AuthContext, AuthFailure, AuthResult } from "./index.ts";
 
 export type JwtAuth = Extract<CompiledAuth, { mode: "jwt" }>;
@@ -63,10 +65,6 @@ const MAX_CANDIDATE_KEYS = 8;
 const KEY_SET_RETRY_AFTER_S = 5;
 
 const textEncoder = new TextEncoder();
-
-function authFailed(msg: string): AuthFailure {
-  return { ok: false, status: 401, code: "AUTH_FAILED", msg };
-}
 
 // ---------------------------------------------------------------------------
 // Remote key sets

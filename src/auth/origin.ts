@@ -13,8 +13,10 @@
  *    trailing `*` matches any suffix; authenticate() checks the room against them,
  *    403 NOT_ALLOWED) and `"exp"` (unix seconds: an answer already expired is
  *    refused, 401; a live session carries it like a JWT's `exp`). Other fields
- *    are ignored. A 200 whose body is not that (not JSON, no/bad `user`, bad
- *    `rooms` or `exp`, larger than 16 KiB) is 401 AUTH_FAILED.
+ *    are ignored. A 200 whose body is not that (not JSON, nested deeper than
+ *    64 levels, no/bad `user`, bad `rooms` or `exp`, larger than 16 KiB) is 401
+ *    AUTH_FAILED. A `user` starting with `@` (reserved) is refused by
+ *    authenticate(), like in every mode.
  *  - 4xx (other than 408 and 429) is a refusal: 401 AUTH_FAILED.
  *  - 408, 429, 5xx, any other status (3xx: redirects are not followed), a network
  *    error, no answer within 3 s, or a missing/invalid signing secret fail closed:
@@ -37,6 +39,8 @@ import { log } from "../observability/log.ts";
 import { readBoundedText } from "../protocol/http.ts";
 import { newMessageId, webhookHeaders } from "../origin/sign.ts";
 import { USER_RE } from "../protocol/codes.ts";
+import { parseJson } from "../protocol/json.ts";
+import { authFailed } from "./failure.ts";
 import type { AuthContext, AuthFailure, AuthResult, Identity } from "./index.ts";
 import { CLOCK_TOLERANCE_S, MAX_ROOM_PATTERN_LENGTH, MAX_ROOM_PATTERNS } from "./jwt.ts";
 
@@ -50,11 +54,6 @@ export const ORIGIN_AUTH_MAX_ANSWER_BYTES = 16 * 1024;
 export const ORIGIN_AUTH_CACHE_MAX_ENTRIES = 10_000;
 /** Seconds a client should wait after a 503 ORIGIN_UNAVAILABLE. */
 export const ORIGIN_RETRY_AFTER_S = 5;
-
-// Local twin of index.ts's authFailed: keeps this module free of a runtime import cycle.
-function authFailed(msg: string): AuthFailure {
-  return { ok: false, status: 401, code: "AUTH_FAILED", msg };
-}
 
 function unavailable(msg: string): AuthFailure {
   return { ok: false, status: 503, code: "ORIGIN_UNAVAILABLE", msg, retryAfter: ORIGIN_RETRY_AFTER_S };
@@ -240,12 +239,9 @@ async function askOrigin(
 
 /** The identity in a 200 answer, or a reason (for the log) why it is not one. */
 export function parseAnswer(text: string): Identity | string {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return "not JSON";
-  }
+  const json = parseJson(text);
+  if (!json.ok) return json.error === "too_deep" ? "too deep" : "not JSON";
+  const raw = json.value;
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return "not an object";
   const { user, rooms, exp } = raw as { user?: unknown; rooms?: unknown; exp?: unknown };
   if (typeof user !== "string" || !USER_RE.test(user)) return "bad user";

@@ -1,10 +1,12 @@
 /**
  * The origin's answer to a webhook (SPEC section 6): 2xx with an empty body or
  * `{"actions":[…]}`. Validated with zod; an invalid action is skipped (and
- * counted), never applied half-way.
+ * counted), never applied half-way. A body that is not JSON, or is nested
+ * deeper than 64 levels (protocol/json.ts), is malformed: nothing is applied.
  */
 import { z } from "zod";
 import { ERROR_CODES, SID_RE, SVC_RE } from "../protocol/codes.ts";
+import { parseJson } from "../protocol/json.ts";
 
 const svc = z.string().regex(SVC_RE);
 const sid = z.string().regex(SID_RE);
@@ -42,12 +44,10 @@ export const MAX_ACTIONS = 1000;
 /** Parse an answer body. Returns the valid actions and how many were invalid. */
 export function parseActions(body: string): { actions: OriginAction[]; invalid: number; malformed: boolean } {
   if (body.trim() === "") return { actions: [], invalid: 0, malformed: false };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body);
-  } catch {
-    return { actions: [], invalid: 0, malformed: true };
-  }
+  // Not JSON, or nested deeper than 64 levels (applying it would overflow the stack): malformed.
+  const json = parseJson(body);
+  if (!json.ok) return { actions: [], invalid: 0, malformed: true };
+  const raw = json.value;
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { actions: [], invalid: 0, malformed: true };
   const list = (raw as { actions?: unknown }).actions;
   if (list === undefined) return { actions: [], invalid: 0, malformed: false };

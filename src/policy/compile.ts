@@ -14,7 +14,8 @@
  *   4. Cross-field checks on the raw data (so they run even when step 3 failed
  *      elsewhere in the file): allowlist entries that name undefined services,
  *      duplicate allowlist entries.
- * Then across files: unique tenant ids, at most one `gateway` block.
+ * Then across files: unique tenant ids, at most one `gateway` block, no two jwt
+ * tenants accepting the same key without distinct audiences.
  *
  * Every error is one line: `<file>:<line>:<col>: <key path>: <what was expected>`.
  */
@@ -678,6 +679,8 @@ export function compilePolicies(files: readonly PolicySource[]): CompileResult {
     });
   }
 
+  checkSharedTokenKeys(compilers);
+
   const errors: string[] = [];
   const seen = new Set<string>();
   for (const fc of compilers) {
@@ -703,6 +706,59 @@ export function compilePolicies(files: readonly PolicySource[]): CompileResult {
   }
   tenants.sort((a, b) => cmp(a.id, b.id));
   return { ok: true, policies: { version: 1, gateway, tenants } };
+}
+
+/**
+ * A JWT is bound to one tenant (SPEC section 3): two `mode: jwt` tenants that
+ * accept the same key (the same `secret_env`, or the same `jwks_url`) would each
+ * accept the other's tokens, unless both set an `audience` and the two differ.
+ * Reported at the later tenant's key, naming the earlier one. Runs on the raw
+ * data, like the tenant id check, so it also runs when a file has other errors.
+ */
+function checkSharedTokenKeys(compilers: readonly FileCompiler[]): void {
+  const KEYS = ["secret_env", "jwks_url"] as const;
+  const earlier = new Map<string, { id: string; audience: string | null; fc: FileCompiler; offset: number }[]>();
+  for (const fc of compilers) {
+    if (!isObj(fc.data)) continue;
+    const tenants = own(fc.data, "tenants");
+    if (!Array.isArray(tenants)) continue;
+    tenants.forEach((t, i) => {
+      const auth = isObj(t) ? own(t, "auth") : undefined;
+      if (!isObj(auth) || own(auth, "mode") !== "jwt") return;
+      const rawId = own(t as Obj, "id");
+      const id = typeof rawId === "string" ? rawId : `#${i}`;
+      const aud = own(auth, "audience");
+      const audience = typeof aud === "string" && aud !== "" ? aud : null;
+      for (const key of KEYS) {
+        const value = own(auth, key);
+        if (typeof value !== "string") continue;
+        const path: Path = ["tenants", i, "auth", key];
+        const offset = fc.offsetOf(path, "value");
+        const same = `${key}\u0000${key === "jwks_url" ? normaliseUrl(value) : value}`;
+        const others = earlier.get(same) ?? [];
+        const clash = others.find((o) => audience === null || o.audience === null || o.audience === audience);
+        if (clash) {
+          const what = clash.audience !== null && clash.audience === audience ? `the same ${key} and the same audience` : `the same ${key}`;
+          fc.error(
+            offset,
+            path,
+            `tenant "${id}" would accept tokens made for tenant "${clash.id}" (${what} as ${clash.fc.name}:${clash.fc.position(clash.offset)}): expected each of them to set its own auth.audience, or another ${key}`,
+          );
+        }
+        others.push({ id, audience, fc, offset });
+        earlier.set(same, others);
+      }
+    });
+  }
+}
+
+/** The URL as the fetch would see it (host case, default port); the text itself when it does not parse. */
+function normaliseUrl(url: string): string {
+  try {
+    return new URL(url).href;
+  } catch {
+    return url;
+  }
 }
 
 /** JSON with 2-space indentation, except that arrays of scalars stay on one line. */

@@ -240,7 +240,8 @@ const JwtAuthSchema = strict({
     description: "JWKS endpoint (RS256, ES256, EdDSA keys), fetched and cached. https only (http for localhost).",
   }),
   audience: z.string({ error: expect("a string") }).min(1, { error: expect("a non-empty string") }).optional().meta({
-    description: "When set, the ticket's `aud` claim must match it.",
+    description:
+      "When set, the ticket's `aud` claim must match it. Tenants that share a secret_env or jwks_url must each set a distinct audience.",
   }),
 }).superRefine((auth, ctx) => {
   if (auth.secret_env === undefined && auth.jwks_url === undefined) {

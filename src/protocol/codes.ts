@@ -41,4 +41,12 @@ export const SID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 export const SVC_RE = /^[a-z0-9_-]{1,32}$/;
 /** User ids come from tickets; bounded so they fit tags and attachments. */
 export const USER_RE = /^[^\x00-\x1f\x7f]{1,128}$/;
+/**
+ * User ids starting with `@` are reserved for the gateway and the origin
+ * (`@origin` marks what an origin sent): no ticket may name one (SPEC section 3).
+ */
+export const RESERVED_USER_PREFIX = "@";
+export function isReservedUser(user: string): boolean {
+  return user.startsWith(RESERVED_USER_PREFIX);
+}
 export const ENV_NAME_RE = /^[A-Z_][A-Z0-9_]{0,127}$/;

@@ -3,12 +3,15 @@
  *
  *   {"v":1,"svc":"chat","type":"send","flags":4,"seq":12,"room":"match:1","data":{...}}
  *
+ * JSON nested deeper than MAX_JSON_DEPTH (64) levels is BAD_REQUEST (json.ts).
+ *
  * Field presence is authoritative: SEQ_PRESENT/ROOM_PRESENT mirror it and are not
  * required (the contract's own example sends `flags: 4` with seq and room).
  */
 import { z } from "zod";
 import type { ErrorCode } from "./codes.ts";
 import { ROOM_RE, SVC_RE } from "./codes.ts";
+import { parseJson } from "./json.ts";
 
 export const EXT_FLAG_SEQ = 0x01;
 export const EXT_FLAG_ROOM = 0x02;
@@ -37,14 +40,27 @@ function echoSeq(raw: unknown): number | undefined {
   return undefined;
 }
 
+/**
+ * The seq of a frame refused as too deep. JSON.parse itself copes with any
+ * depth (only later uses of the value overflow the stack), and nothing but the
+ * top-level `seq` is read from the result.
+ */
+function seqOfTooDeep(text: string): number | undefined {
+  try {
+    return echoSeq(JSON.parse(text));
+  } catch {
+    return undefined;
+  }
+}
+
 /** Parse and validate a client text frame. Never throws. */
 export function parseEnvelope(text: string): ParseResult {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    return { ok: false, code: "BAD_REQUEST", msg: "invalid JSON" };
+  const json = parseJson(text);
+  if (!json.ok) {
+    const seq = json.error === "too_deep" ? seqOfTooDeep(text) : undefined;
+    return { ok: false, code: "BAD_REQUEST", msg: json.msg, seq };
   }
+  const raw = json.value;
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     return { ok: false, code: "BAD_REQUEST", msg: "envelope must be a JSON object" };
   }

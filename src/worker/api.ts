@@ -16,7 +16,8 @@
  *  3. content type (`application/json`, or `application/octet-stream` for frames;
  *     415 BAD_REQUEST otherwise), size (over 64 KiB, by Content-Length or as read:
  *     413 PAYLOAD_TOO_LARGE; the rest is never read), then the body (invalid
- *     UTF-8 or JSON, or a schema violation: 400 BAD_REQUEST).
+ *     UTF-8 or JSON, JSON nested deeper than 64 levels, a schema violation, a
+ *     user id starting with the reserved `@`: 400 BAD_REQUEST).
  * Only then is the room object called. It trusts its inputs: everything is
  * validated here. A room object that fails answers 500 INTERNAL (503 with
  * Retry-After when the runtime says the error is retryable).
@@ -33,9 +34,10 @@ import { readSecret } from "../env.ts";
 import { log, newTraceId } from "../observability/log.ts";
 import { secretsEqual } from "../origin/sign.ts";
 import { getTenant, type TenantPolicy } from "../policy/index.ts";
-import { ROOM_RE, SID_RE, SVC_RE, TENANT_RE, USER_RE } from "../protocol/codes.ts";
+import { isReservedUser, ROOM_RE, SID_RE, SVC_RE, TENANT_RE, USER_RE } from "../protocol/codes.ts";
 import { decodeHot } from "../protocol/hot.ts";
 import { jsonError, readBounded } from "../protocol/http.ts";
+import { parseJson } from "../protocol/json.ts";
 import type { OutboundMessage, Target } from "../room/deliver.ts";
 
 type Ctx = Context<{ Bindings: Env }>;
@@ -55,7 +57,12 @@ export const DEFAULT_KICK_REASON = "kicked";
 
 const svc = z.string().regex(SVC_RE, "must match ^[a-z0-9_-]{1,32}$");
 const sid = z.string().regex(SID_RE, "must match ^[A-Za-z0-9_-]{1,64}$");
-const user = z.string().regex(USER_RE, "must be 1 to 128 characters without control characters");
+// No client can hold an id starting with @ (SPEC section 3: reserved), so a target
+// naming one is a mistake worth a 400 rather than a silent `delivered: 0`.
+const user = z
+  .string()
+  .regex(USER_RE, "must be 1 to 128 characters without control characters")
+  .refine((u) => !isReservedUser(u), "user ids starting with @ are reserved");
 
 const exactlyOne = (t: { user?: string | undefined; sid?: string | undefined }) =>
   (t.user === undefined) !== (t.sid === undefined);
@@ -146,13 +153,16 @@ async function body(c: Ctx, type: string, max: number): Promise<Uint8Array | Res
 async function jsonBody<T>(c: Ctx, schema: z.ZodType<T>): Promise<T | Response> {
   const bytes = await body(c, "application/json", MAX_JSON_BODY_BYTES);
   if (bytes instanceof Response) return bytes;
-  let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
   } catch {
     return jsonError(400, "BAD_REQUEST", "invalid JSON");
   }
-  const parsed = schema.safeParse(raw);
+  // Bounded depth: a deeper `data` would overflow the stack in the room object's RPC.
+  const json = parseJson(text);
+  if (!json.ok) return jsonError(400, "BAD_REQUEST", json.msg);
+  const parsed = schema.safeParse(json.value);
   if (!parsed.success) return jsonError(400, "BAD_REQUEST", describe(parsed.error));
   return parsed.data;
 }

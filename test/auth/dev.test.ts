@@ -66,6 +66,15 @@ describe("dev tickets", () => {
     expect(res).toMatchObject({ ok: false, status: 401, code: "AUTH_FAILED" });
   });
 
+  it.each(["@origin", "@x", "@"])("refuses the reserved user id %s (ids starting with @)", async (user) => {
+    expect(await authenticate(DEV, `dev:${user}`, ctx())).toEqual({
+      ok: false,
+      status: 401,
+      code: "AUTH_FAILED",
+      msg: "reserved user id",
+    });
+  });
+
   it("refuses over-long dev tickets", async () => {
     expect(await authenticate(DEV, `dev:${"u".repeat(9000)}`, ctx())).toMatchObject({
       ok: false,

@@ -189,6 +189,13 @@ describe("jwt HS256", () => {
     expectFailure(await authenticate(other, token, ctx()), 401, "AUTH_FAILED", "ticket key not configured");
   });
 
+  it("refuses a sub starting with @ (reserved for the gateway and the origin)", async () => {
+    for (const sub of ["@origin", "@x", "@"]) {
+      expectFailure(await authenticate(HS_AUTH, await hs256(claims({ sub })), ctx()), 401, "AUTH_FAILED", "reserved user id");
+    }
+    expect(await authenticate(HS_AUTH, await hs256(claims({ sub: "a@b" })), ctx())).toMatchObject({ ok: true, identity: { user: "a@b" } });
+  });
+
   it("checks the tenant claim when present", async () => {
     expect((await authenticate(HS_AUTH, await hs256(claims({ tenant: "acme" })), ctx())).ok).toBe(true);
     for (const tenant of ["globex", "", null, 1, ["acme"]]) {

@@ -168,6 +168,31 @@ describe("origin auth: the call", () => {
     expectFailure(await authenticate(AUTH, "t-1", ctx(room)), 401, "AUTH_FAILED", "invalid origin answer");
   });
 
+  it.each(["@origin", "@x"])("401 when the origin answers the reserved user id %s", async (user) => {
+    const room = uniqueRoom("oa");
+    await script(room, [{ status: 200, body: { user } }], { status: 200, body: { user } });
+    expectFailure(await authenticate(AUTH, "t-1", ctx(room)), 401, "AUTH_FAILED", "reserved user id");
+    // Through the upgrade route as well: refused before the upgrade.
+    const res = await upgrade(wsUrl({ tenant: "oauth", room, ticket: "t-2" }));
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ code: "AUTH_FAILED", msg: "reserved user id" });
+  });
+
+  it("401 (fail closed, not cached) on a 200 nested deeper than 64 levels; 64 levels admit", async () => {
+    const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+    const room = uniqueRoom("oa");
+    const answer = (depth: number) => `{"user":"alice","extra":${nested(depth - 1)}}`; // the object is level 1
+    await script(room, [
+      { status: 200, body: answer(8_000) },
+      { status: 200, body: answer(65) },
+      { status: 200, body: answer(64) },
+    ]);
+    expectFailure(await authenticate(AUTH, "t-deep", ctx(room)), 401, "AUTH_FAILED", "invalid origin answer");
+    expectFailure(await authenticate(AUTH, "t-deep", ctx(room)), 401, "AUTH_FAILED", "invalid origin answer");
+    expect(await authenticate(AUTH, "t-deep", ctx(room))).toEqual(ok("alice"));
+    expect(await originLog(room)).toHaveLength(3);
+  });
+
   it("401 on a 200 with an empty body", async () => {
     const room = uniqueRoom("oa");
     await script(room, [{ status: 200 }]);

@@ -185,6 +185,35 @@ describe("webhooks", () => {
     expect(a.closeEvent).toBeNull();
   });
 
+  it("an answer nested deeper than 64 levels is malformed: counted, nothing applied, the ack still sent", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    const b = await join("bob", room);
+    await waitForLog(room, (l) => uniqueEvents(l).length === 2); // both open events answered
+    const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+    // {"actions":[{…"data":X}]} is 3 levels around X.
+    const answer = (depth: number) => `{"actions":[{"action":"broadcast","svc":"chat","type":"deep","data":${nested(depth - 3)}}]}`;
+    await script(room, [
+      { status: 200, body: answer(10_000) },
+      { status: 200, body: answer(65) },
+      { status: 200, body: answer(64) },
+    ]);
+    a.send(chat(1));
+    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 1 });
+    a.send(chat(2));
+    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 2 });
+    const invalid = await runInDurableObject(stub(room), (o: RoomObject) =>
+      o.counters.get("wsprism_origin_invalid_answers_total", { tenant: "hooks", svc: "chat" }),
+    );
+    expect(invalid).toBe(2);
+    expect((await b.quiet()).filter((m) => m.kind === "text" && m.json.type === "deep")).toEqual([]);
+    // 64 levels are applied.
+    a.send(chat(3));
+    expect((await b.nextOf("chat", "deep")).data).toEqual(JSON.parse(nested(61)));
+    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 3 });
+    expect(a.closeEvent).toBeNull();
+  });
+
   it("survives eviction during an origin outage: no event lost, order kept, ids stable", async () => {
     const room = uniqueRoom();
     const a = await join("alice", room);

@@ -731,3 +731,88 @@ describe("hot svc_id 0 is reserved for the gateway", () => {
     expect(r.errors.some((e) => e.startsWith("policies/t.yaml:8:7:") && e.includes("0 is reserved"))).toBe(true);
   });
 });
+
+describe("a JWT is bound to one tenant (SPEC section 3)", () => {
+  /** One jwt tenant in block style: the key is on line 6 (1-based) of its file at column 19 (secret_env) or 17 (jwks_url). */
+  const jwtFile = (id: string, key: string, audience?: string) =>
+    `version: 1\ntenants:\n  - id: ${id}\n    auth:\n      mode: jwt\n      ${key}\n${
+      audience === undefined ? "" : `      audience: ${audience}\n`
+    }`;
+  const compileTwo = (a: string, b: string) =>
+    compilePolicies([
+      { name: "policies/a.yaml", text: a },
+      { name: "policies/b.yaml", text: b },
+    ]);
+
+  it("two tenants sharing secret_env without audiences: an error at the second's secret_env", () => {
+    const r = compileTwo(jwtFile("acme", "secret_env: SHARED_JWT"), jwtFile("globex", "secret_env: SHARED_JWT"));
+    expect(r).toEqual({
+      ok: false,
+      errors: [
+        'policies/b.yaml:6:19: tenants[0].auth.secret_env: tenant "globex" would accept tokens made for tenant "acme" (the same secret_env as policies/a.yaml:6:19): expected each of them to set its own auth.audience, or another secret_env',
+      ],
+    });
+  });
+
+  it("only one of the two setting an audience is not enough", () => {
+    for (const [a, b] of [
+      ["acme", undefined],
+      [undefined, "globex"],
+    ] as const) {
+      const r = compileTwo(jwtFile("acme", "secret_env: SHARED_JWT", a), jwtFile("globex", "secret_env: SHARED_JWT", b));
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.errors).toEqual([expect.stringMatching(/^policies\/b\.yaml:6:19: tenants\[0\]\.auth\.secret_env: /)]);
+    }
+  });
+
+  it("the same audience in both is an error too", () => {
+    const r = compileTwo(jwtFile("acme", "secret_env: SHARED_JWT", "game"), jwtFile("globex", "secret_env: SHARED_JWT", "game"));
+    expect(r).toEqual({
+      ok: false,
+      errors: [
+        'policies/b.yaml:6:19: tenants[0].auth.secret_env: tenant "globex" would accept tokens made for tenant "acme" (the same secret_env and the same audience as policies/a.yaml:6:19): expected each of them to set its own auth.audience, or another secret_env',
+      ],
+    });
+  });
+
+  it("distinct audiences compile, and so do distinct secrets", () => {
+    expect(compileTwo(jwtFile("acme", "secret_env: SHARED_JWT", "acme"), jwtFile("globex", "secret_env: SHARED_JWT", "globex")).ok).toBe(true);
+    expect(compileTwo(jwtFile("acme", "secret_env: ACME_JWT"), jwtFile("globex", "secret_env: GLOBEX_JWT")).ok).toBe(true);
+  });
+
+  it("the same jwks_url (also when spelled differently), within one file", () => {
+    const text = `version: 1
+tenants:
+  - id: acme
+    auth: { mode: jwt, jwks_url: "https://id.example/jwks.json" }
+  - id: globex
+    auth: { mode: jwt, jwks_url: "https://ID.example:443/jwks.json", audience: globex }
+`;
+    expect(errorsOf(text)).toEqual([
+      'policies/t.yaml:6:34: tenants[1].auth.jwks_url: tenant "globex" would accept tokens made for tenant "acme" (the same jwks_url as policies/t.yaml:4:34): expected each of them to set its own auth.audience, or another jwks_url',
+    ]);
+    const fixed = text.replace('jwks.json" }', 'jwks.json", audience: acme }');
+    expect(compileOk(fixed).tenants).toHaveLength(2);
+    // Different key sets need no audience.
+    expect(compileOk(text.replace("ID.example:443", "other.example")).tenants).toHaveLength(2);
+  });
+
+  it("a third tenant is checked against each earlier one; other modes are not concerned", () => {
+    const errors = errorsOf(`version: 1
+tenants:
+  - id: a
+    auth: { mode: jwt, secret_env: K, audience: x }
+  - id: b
+    auth: { mode: jwt, secret_env: K, audience: y }
+  - id: c
+    auth: { mode: jwt, secret_env: K, audience: x }
+  - id: o1
+    auth: { mode: origin, origin_url: "https://o.example/auth", secret_env: K }
+  - id: o2
+    auth: { mode: origin, origin_url: "https://o.example/auth", secret_env: K }
+`);
+    expect(errors).toEqual([
+      'policies/t.yaml:8:36: tenants[2].auth.secret_env: tenant "c" would accept tokens made for tenant "a" (the same secret_env and the same audience as policies/t.yaml:4:36): expected each of them to set its own auth.audience, or another secret_env',
+    ]);
+  });
+});

@@ -26,6 +26,15 @@ describe("ext envelope parser", () => {
     expect(parseEnvelope(text)).toMatchObject({ ok: false, code });
   });
 
+  it("JSON nested deeper than 64 levels: BAD_REQUEST, echoing only a top-level seq", () => {
+    const deep = (n: number) => "[".repeat(n) + "]".repeat(n);
+    const tooDeep = { ok: false, code: "BAD_REQUEST", msg: "JSON nested deeper than 64 levels" };
+    expect(parseEnvelope(`{"v":1,"svc":"a","type":"b","seq":7,"data":${deep(10_000)}}`)).toEqual({ ...tooDeep, seq: 7 });
+    expect(parseEnvelope(`{"v":1,"svc":"a","type":"b","data":[{"seq":7},${deep(64)}]}`)).toEqual({ ...tooDeep, seq: undefined });
+    expect(parseEnvelope(`{"v":1,"svc":"a","type":"b","seq":7,"data":${deep(64)}}`)).toEqual({ ...tooDeep, seq: 7 });
+    expect(parseEnvelope(`{"v":1,"svc":"a","type":"b","seq":7,"data":${deep(63)}}`)).toMatchObject({ ok: true });
+  });
+
   it("property: arbitrary strings and JSON values never throw and always map to a contract code", () => {
     const codes = new Set<string>(ERROR_CODES);
     fc.assert(

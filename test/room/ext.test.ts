@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { dev, uniqueRoom } from "../helpers/ws.ts";
+import { originLog, uniqueEvents } from "../helpers/origin.ts";
+import { connect, dev, uniqueRoom } from "../helpers/ws.ts";
 
 describe("ext lane", () => {
   it("authed first, then broadcast with from, and ack on request", async () => {
@@ -89,5 +90,55 @@ describe("ext lane", () => {
     a.send({ v: 1, svc: "chat", type: "send", data: "€".repeat(22_000) });
     expect((await a.nextOf("sys", "error")).data.code).toBe("PAYLOAD_TOO_LARGE");
     expect((await a.closed()).code).toBe(1009);
+  });
+});
+
+describe("JSON depth (SPEC section 4: deeper than 64 levels is BAD_REQUEST, never INTERNAL)", () => {
+  const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+  /** An envelope whose document is `depth` levels deep (the envelope object is level 1). */
+  const frame = (depth: number, seq: number) => `{"v":1,"svc":"chat","type":"send","seq":${seq},"data":${nested(depth - 1)}}`;
+
+  it("data nested 10,000 deep for an origin service: BAD_REQUEST with the seq (was INTERNAL), nothing posted", async () => {
+    const room = uniqueRoom("depth");
+    const a = await connect({ tenant: "depth-hooks", room, ticket: "dev:alice" });
+    a.send(frame(10_001, 41).replace('"seq"', '"flags":4,"seq"'));
+    const err = await a.nextOf("sys", "error");
+    expect(err.data).toEqual({ code: "BAD_REQUEST", msg: "JSON nested deeper than 64 levels", seq: 41 });
+    a.send({ v: 1, svc: "chat", type: "send", flags: 4, seq: 42, data: "after" });
+    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 42 });
+    expect(uniqueEvents(await originLog(room)).map((e) => e.data)).toEqual(["after"]);
+  });
+
+  it("data nested 10,000 deep for a broadcast service: BAD_REQUEST with the seq; the socket stays usable", async () => {
+    const room = uniqueRoom();
+    const a = await dev("alice", room);
+    const b = await dev("bob", room);
+    a.send(frame(10_001, 43));
+    const err = await a.nextOf("sys", "error");
+    expect(err.data).toEqual({ code: "BAD_REQUEST", msg: "JSON nested deeper than 64 levels", seq: 43 });
+    a.send({ v: 1, svc: "chat", type: "send", data: "after" });
+    expect((await b.nextOf("chat", "send")).data).toBe("after");
+  });
+
+  it("65 levels: BAD_REQUEST; 64 levels: relayed as sent", async () => {
+    const room = uniqueRoom();
+    const a = await dev("alice", room);
+    const b = await dev("bob", room);
+    a.send(frame(65, 1));
+    expect((await a.nextOf("sys", "error")).data).toEqual({ code: "BAD_REQUEST", msg: "JSON nested deeper than 64 levels", seq: 1 });
+    a.send(frame(64, 2));
+    const got = await b.nextOf("chat", "send");
+    expect(got.seq).toBe(2);
+    expect(got.data).toEqual(JSON.parse(nested(63)));
+    expect((await a.quiet()).filter((m) => m.kind === "text" && m.json.type === "error")).toEqual([]);
+  });
+
+  it("brackets inside strings do not count", async () => {
+    const room = uniqueRoom();
+    const a = await dev("alice", room);
+    const b = await dev("bob", room);
+    const text = `[{\\"${"[".repeat(100)}`;
+    a.send({ v: 1, svc: "chat", type: "send", data: { text } });
+    expect((await b.nextOf("chat", "send")).data).toEqual({ text });
   });
 });

@@ -408,6 +408,17 @@ describe("bodies", () => {
     await expectError(await call(uniqueRoom("api"), "messages", { body: JSON.stringify(body) }), 400, "BAD_REQUEST");
   });
 
+  it("messages and kick: 400 for a user id starting with @ (reserved: no client can have one)", async () => {
+    for (const user of ["@origin", "@x"]) {
+      const room = uniqueRoom("api");
+      const msg = await expectError(await call(room, "messages", { body: { svc: "notify", type: "x", to: { user } } }), 400, "BAD_REQUEST");
+      expect(msg).toBe("to.user: user ids starting with @ are reserved");
+      expect(await expectError(await call(room, "kick", { body: { user } }), 400, "BAD_REQUEST")).toBe(
+        "user: user ids starting with @ are reserved",
+      );
+    }
+  });
+
   it("messages: exclude of exactly 1000 sids is fine", async () => {
     const exclude = Array.from({ length: 1000 }, (_, i) => `s${i}`);
     expect((await call(uniqueRoom("api"), "messages", { body: { svc: "notify", type: "x", exclude } })).status).toBe(202);
@@ -438,6 +449,27 @@ describe("bodies", () => {
     await expectError(await call(room, endpoint, { body: "" }), 400, "BAD_REQUEST");
     const badUtf8 = new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d]);
     await expectError(await call(room, endpoint, { body: badUtf8, type: "application/json" }), 400, "BAD_REQUEST");
+  });
+
+  // SPEC section 4: JSON nested deeper than 64 levels is BAD_REQUEST in every HTTP body, never INTERNAL.
+  const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+  it("messages: 400 for data nested 10,000 deep, and for a body one level too deep; 64 levels are fine", async () => {
+    const room = uniqueRoom("api");
+    const c = await join("alice", room);
+    const body = (depth: number) => `{"svc":"notify","type":"deep","data":${nested(depth - 1)}}`; // the body's object is level 1
+    for (const depth of [10_001, 65]) {
+      const msg = await expectError(await call(room, "messages", { body: body(depth) }), 400, "BAD_REQUEST");
+      expect(msg).toBe("JSON nested deeper than 64 levels");
+    }
+    expect(await quietOn(c, "notify")).toEqual([]);
+    expect(await expectJson(await call(room, "messages", { body: body(64) }), 202)).toEqual({ delivered: 1 });
+    expect((await c.nextOf("notify", "deep")).data).toEqual(JSON.parse(nested(63)));
+    c.close();
+  });
+
+  it("kick: 400 for a body nested 10,000 deep", async () => {
+    const msg = await expectError(await call(uniqueRoom("api"), "kick", { body: `{"user":"bob","reason":${nested(10_000)}}` }), 400, "BAD_REQUEST");
+    expect(msg).toBe("JSON nested deeper than 64 levels");
   });
 
   it.each(["messages", "kick"])("%s: 415 for another content type", async (endpoint) => {

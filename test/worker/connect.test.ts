@@ -90,6 +90,21 @@ describe("GET /v1/ws rejections (SPEC section 2)", () => {
     }
   });
 
+  it("401 AUTH_FAILED before the upgrade for user ids starting with @ (reserved: @origin), in every mode", async () => {
+    const room = uniqueRoom();
+    for (const user of ["@origin", "@x", "@"]) {
+      const dev = await expectError(await upgrade(wsUrl({ tenant: "lobby", room, ticket: `dev:${user}` })), 401, "AUTH_FAILED");
+      expect(dev.msg).toBe("reserved user id");
+      const ticket = await jwt({ sub: user });
+      const viaJwt = await expectError(await upgrade(wsUrl({ tenant: "jwt-t", room, ticket }), { Origin: ORIGIN }), 401, "AUTH_FAILED");
+      expect(viaJwt.msg).toBe("reserved user id");
+    }
+    // An @ elsewhere in the id is an ordinary character.
+    const mail = await dev("alice@example.com", room);
+    expect(mail.authed.data.user).toBe("alice@example.com");
+    mail.close();
+  });
+
   it("403 NOT_ALLOWED when the rooms claim does not grant the room", async () => {
     const ticket = await jwt({ sub: "alice", rooms: ["match:*", "lobby"] });
     await expectError(await upgrade(wsUrl({ tenant: "jwt-t", room: "other", ticket }), { Origin: ORIGIN }), 403, "NOT_ALLOWED");
