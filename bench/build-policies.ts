@@ -11,15 +11,19 @@
  * turn a 2000-connection setup into minutes of 429s. The defender stays enabled
  * (if the policy enables it), so its per-upgrade cost is still measured; nothing
  * else differs from the demo policy.
+ *
+ * Added: the bench-only tenants of bench/policies/*.yaml (e.g. `bench-storm`, the
+ * connection storm's tenant), copied as they are.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SRC = join(ROOT, "policies");
+const BENCH_SRC = join(ROOT, "bench/policies");
 const OUT = join(ROOT, "bench/.generated");
 const COPY = join(OUT, "policies");
 export const BENCH_HANDSHAKE_LIMIT = 1_000_000;
@@ -41,6 +45,15 @@ for (const name of readdirSync(SRC).sort()) {
   }
   writeFileSync(join(COPY, name), out);
 }
+for (const name of readdirSync(BENCH_SRC).sort()) {
+  if (!name.endsWith(".yaml")) continue;
+  // A name clash would silently replace a file of policies/: refuse it instead.
+  if (readdirSync(COPY).includes(name)) {
+    process.stderr.write(`bench/policies/${name}: policies/ has a file of that name; rename it\n`);
+    process.exit(1);
+  }
+  copyFileSync(join(BENCH_SRC, name), join(COPY, name));
+}
 const r = spawnSync(
   process.execPath,
   [join(ROOT, "scripts/compile-policies.ts"), "--dir", COPY, "--out", join(OUT, "policies.ts"), "--schema", join(OUT, "policy.schema.json")],
@@ -49,8 +62,8 @@ const r = spawnSync(
 if (r.status === 0) {
   process.stdout.write(
     patched > 0
-      ? `bench policies: gateway.handshake_limit rps/burst set to ${BENCH_HANDSHAKE_LIMIT} (one IP, many connections); everything else as policies/\n`
-      : "bench policies: as policies/ (no gateway block)\n",
+      ? `bench policies: gateway.handshake_limit rps/burst set to ${BENCH_HANDSHAKE_LIMIT} (one IP, many connections); everything else as policies/, plus bench/policies/\n`
+      : "bench policies: as policies/ (no gateway block), plus bench/policies/\n",
   );
 }
 process.exit(r.status ?? 1);

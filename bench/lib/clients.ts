@@ -38,7 +38,9 @@ export interface ConnectReport {
   ms: number;
 }
 
-type Attempt = { ok: true; conn: Conn } | { ok: false; status: number | null; retryAfterS: number | null; error: string };
+/** Why an attempt failed: the HTTP status of a refused upgrade, or what happened instead. */
+type FailReason = number | "timeout" | "closed" | "error";
+type Attempt = { ok: true; conn: Conn } | { ok: false; status: number | null; reason: FailReason; retryAfterS: number | null; error: string };
 
 function attempt(spec: ConnectSpec, timeoutMs: number): Promise<Attempt> {
   return new Promise((resolve) => {
@@ -54,7 +56,7 @@ function attempt(spec: ConnectSpec, timeoutMs: number): Promise<Attempt> {
     const conn: Conn = { ws, idx: spec.idx, room: spec.room, slot: null, onMessage: () => {}, closed: false };
     const timer = setTimeout(() => {
       ws.terminate();
-      done({ ok: false, status: null, retryAfterS: null, error: `no ${spec.authed ? "sys.authed" : "open"} within ${timeoutMs} ms` });
+      done({ ok: false, status: null, reason: "timeout", retryAfterS: null, error: `no ${spec.authed ? "sys.authed" : "open"} within ${timeoutMs} ms` });
     }, timeoutMs);
     ws.on("message", (data: Buffer, isBinary: boolean) => {
       if (!settled && spec.authed && !isBinary) {
@@ -73,18 +75,18 @@ function attempt(spec: ConnectSpec, timeoutMs: number): Promise<Attempt> {
     });
     ws.on("close", () => {
       conn.closed = true;
-      done({ ok: false, status: null, retryAfterS: null, error: "closed before it was ready" });
+      done({ ok: false, status: null, reason: "closed", retryAfterS: null, error: "closed before it was ready" });
     });
-    ws.on("error", (err) => done({ ok: false, status: null, retryAfterS: null, error: err.message }));
+    ws.on("error", (err) => done({ ok: false, status: null, reason: "error", retryAfterS: null, error: err.message }));
     ws.on("unexpected-response", (_req, res) => {
       const ra = Number(res.headers["retry-after"]);
       let body = "";
       res.on("data", (c: Buffer) => (body += c.toString("utf8").slice(0, 300)));
       res.on("end", () => {
         ws.terminate();
-        done({ ok: false, status: res.statusCode ?? null, retryAfterS: Number.isFinite(ra) ? ra : null, error: `HTTP ${res.statusCode} ${body.trim()}` });
+        done({ ok: false, status: res.statusCode ?? null, reason: res.statusCode ?? "error", retryAfterS: Number.isFinite(ra) ? ra : null, error: `HTTP ${res.statusCode} ${body.trim()}` });
       });
-      res.on("error", () => done({ ok: false, status: res.statusCode ?? null, retryAfterS: null, error: `HTTP ${res.statusCode}` }));
+      res.on("error", () => done({ ok: false, status: res.statusCode ?? null, reason: res.statusCode ?? "error", retryAfterS: null, error: `HTTP ${res.statusCode}` }));
     });
     ws.on("open", () => {
       if (!spec.authed) done({ ok: true, conn });
@@ -128,6 +130,50 @@ export async function connectAll(specs: ConnectSpec[], opts: { concurrency: numb
   };
   await Promise.all(Array.from({ length: Math.min(opts.concurrency, specs.length) }, worker));
   return { conns: conns.filter(Boolean), failed: failed + (specs.length - next), retries, refused, firstError, ms: Date.now() - t0 };
+}
+
+export interface TimedReport {
+  conns: Conn[];
+  /** ms from the start of each upgrade to its socket being ready (sys.authed, or open), one per opened socket. */
+  times: number[];
+  /** Failed sockets by HTTP status ("409") or by what happened ("timeout", "closed", "error", "deadline": never started). */
+  failures: Record<string, number>;
+  firstError: string | null;
+  /** From the first upgrade started to the last one settled. */
+  wallMs: number;
+}
+
+/**
+ * The connection storm's opener: every spec once, at most `concurrency` handshakes
+ * in flight, each timed. No retries, unlike connectAll: in a storm a refusal (429,
+ * 409, 503) is a result to report, not noise to wait out.
+ */
+export async function connectTimed(specs: ConnectSpec[], opts: { concurrency: number; timeoutMs: number; deadlineMs: number }): Promise<TimedReport> {
+  const conns: Conn[] = [];
+  const times: number[] = [];
+  const failures: Record<string, number> = {};
+  let firstError: string | null = null;
+  let next = 0;
+  const t0 = performance.now();
+  let last = t0;
+  const worker = async () => {
+    while (next < specs.length && performance.now() - t0 < opts.deadlineMs) {
+      const spec = specs[next++]!;
+      const start = performance.now();
+      const a = await attempt(spec, opts.timeoutMs);
+      last = performance.now();
+      if (a.ok) {
+        conns.push(a.conn);
+        times.push(last - start);
+      } else {
+        failures[a.reason] = (failures[a.reason] ?? 0) + 1;
+        firstError ??= a.error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency, specs.length) }, worker));
+  if (next < specs.length) failures.deadline = specs.length - next;
+  return { conns, times, failures, firstError, wallMs: last - t0 };
 }
 
 /** Close all (1000), wait for the closes up to waitMs, then terminate the rest. */
