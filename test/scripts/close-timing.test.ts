@@ -8,7 +8,7 @@
  * server-initiated close when the client's first frame ever is its answering
  * close (a kick or an idle timeout of a client that never sent anything): the
  * connection ends only when the room object hibernates, 10 s or more later
- * (docs/operations.md, "Close behaviour"). The SDK therefore sends a `ping` as
+ * (docs/operations.md, Liveness, "Closes"). The SDK therefore sends a `ping` as
  * soon as the socket opens; these tests hold it to the contract, with `ws` and
  * with Node's global WebSocket underneath, for a kick through the HTTP API
  * (4003) and an idle timeout (4002). A workerd-internal client cannot see the
@@ -175,6 +175,20 @@ describe("close timing over TCP", () => {
       }
     }, 40_000);
   }
+
+  it("a raw ws client that closes first, without any frame before, gets its close event at once", async () => {
+    // The gateway answers the client's close from webSocketClose; without that
+    // answer the runtime would hold this connection open too.
+    const room = `first-${Date.now().toString(36)}`;
+    const ws = new WS(`ws://${base}/v1/ws?tenant=${TENANT}&room=${room}&ticket=dev:carol`);
+    await withTimeout(new Promise((r, j) => (ws.once("open", r), ws.once("error", j))), 10_000, "open");
+    const closed = new Promise<{ code: number; at: number }>((r) => ws.once("close", (code) => r({ code, at: Date.now() })));
+    const sentAt = Date.now();
+    ws.close(1000, "bye");
+    const { code, at } = await withTimeout(closed, GIVE_UP_MS, "close event");
+    expect(code).toBe(1000);
+    expect(at - sentAt).toBeLessThan(MAX_CLOSE_DELAY_MS);
+  }, 40_000);
 
   it("a raw ws client that sends one frame after open (the documented client rule) is closed promptly too", async () => {
     const room = `raw-${Date.now().toString(36)}`;
