@@ -5,8 +5,8 @@
  * - connects with the ticket as a subprotocol (`wsprism.v1`, `ticket.<ticket>`),
  *   keeps the gateway's `sid` across reconnects (a reconnect replaces the old
  *   session instead of adding one);
- * - heartbeat (`ping`/`pong`), reconnect with exponential backoff and full jitter,
- *   a fresh ticket from `getTicket()` on every attempt;
+ * - a `ping` at open and a heartbeat (`ping`/`pong`), reconnect with exponential
+ *   backoff and full jitter, a fresh ticket from `getTicket()` on every attempt;
  * - ext lane: `send()` with seq and optional ack, a bounded offline queue;
  * - hot lane: `sendHot()` (never queued), `onHot()` for relay/echo frames and
  *   for every inner frame of a state batch;
@@ -487,7 +487,9 @@ export class WsPrismClient {
       }
     };
     ws.onopen = () => {
-      if (this.ws === ws) this.startHeartbeat();
+      if (this.ws !== ws) return;
+      this.startHeartbeat();
+      this.firstFrame(ws);
     };
     ws.onmessage = (ev: { data: unknown }) => {
       const d = ev.data;
@@ -555,6 +557,27 @@ export class WsPrismClient {
     this.stopHeartbeat();
     if (!(this.opts.heartbeatMs > 0)) return;
     this.heartbeatTimer = setInterval(() => this.ping(), this.opts.heartbeatMs);
+  }
+
+  /**
+   * A `ping` as soon as the socket opens, with or without the heartbeat. workerd
+   * does not end the TCP connection of a hibernatable socket that the gateway
+   * closed (kick, idle timeout, …) when the client's first frame ever is its
+   * answering close: the close event would come only when the room object
+   * hibernates, 10 s or more later. After any frame the close is prompt. The
+   * runtime answers `ping` without waking the room (docs/operations.md,
+   * Liveness, "Closes"). With the heartbeat on it is the first heartbeat.
+   */
+  private firstFrame(ws: WebSocketLike): void {
+    if (this.opts.heartbeatMs > 0) {
+      this.ping();
+      return;
+    }
+    try {
+      ws.send("ping");
+    } catch {
+      /* the close event follows */
+    }
   }
 
   private stopHeartbeat(): void {

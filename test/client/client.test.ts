@@ -299,26 +299,40 @@ describe("reconnecting", () => {
 });
 
 describe("heartbeat", () => {
-  it("pings every heartbeatMs and measures rtt from the pong", async () => {
+  it("pings at open, then every heartbeatMs, and measures rtt from the pong", async () => {
     const { client, connect } = setup({ heartbeatMs: 1000, pongTimeoutMs: 500 });
     const s = await connect();
+    expect(s.sent[0]).toBe("ping"); // the first frame, at open
     expect(client.rtt).toBeNull();
-    await vi.advanceTimersByTimeAsync(1000);
-    expect(s.pings()).toBe(1);
     await vi.advanceTimersByTimeAsync(30);
     s.recv("pong");
     expect(client.rtt).toBe(30);
-    await vi.advanceTimersByTimeAsync(1000);
+    await vi.advanceTimersByTimeAsync(970);
     expect(s.pings()).toBe(2);
+    await vi.advanceTimersByTimeAsync(20);
     s.recv("pong");
-    expect(client.rtt).toBe(30);
+    expect(client.rtt).toBe(20);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(s.pings()).toBe(3);
+    expect(client.status).toBe("open");
+  });
+
+  it("sends ping as its first frame even with the heartbeat off, and nothing more", async () => {
+    // Why: workerd closes a socket late when the client's first frame is its answering close.
+    const { client, connect } = setup({ heartbeatMs: 0 });
+    const s = await connect();
+    expect(s.sent).toEqual(["ping"]);
+    await vi.advanceTimersByTimeAsync(60_000);
+    s.recv("pong");
+    expect(s.sent).toEqual(["ping"]); // no heartbeat, no pong timeout
+    expect(client.rtt).toBeNull();
     expect(client.status).toBe("open");
   });
 
   it("closes and reconnects when the pong does not arrive", async () => {
     const { client, sockets, closes, connect } = setup({ heartbeatMs: 1000, pongTimeoutMs: 500 });
-    const s = await connect();
-    await vi.advanceTimersByTimeAsync(1499);
+    const s = await connect(); // pinged at open
+    await vi.advanceTimersByTimeAsync(499);
     expect(closes).toEqual([]);
     await vi.advanceTimersByTimeAsync(1);
     expect(s.closedWith).toEqual({ code: 4000, reason: "pong timeout" });
