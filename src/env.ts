@@ -5,12 +5,14 @@ import type { RoomObject } from "./room/room.ts";
 /** Bindings and vars of the Worker (wrangler.toml). Secrets are read by the names the policies give. */
 export interface Env {
   ROOMS: DurableObjectNamespace<RoomObject>;
-  /** Session directories: one per (tenant, user) and one per tenant (src/governance). */
+  /** Session directories: one per tenant, `t/<tenant>` (src/governance). */
   DIRECTORY: DurableObjectNamespace<DirectoryObject>;
   /** The metrics aggregator (src/observability/aggregator.ts): METRICS_SHARDS objects named `metrics/<n>`. */
   METRICS: DurableObjectNamespace<MetricsObject>;
   /** "1" only under `npm start`: admits `dev:<user>` tickets. Never set in a deployed config. */
   WSPRISM_ALLOW_DEV_AUTH?: string;
+  /** Lowest log level written: debug | info (default) | warn | error. */
+  WSPRISM_LOG_LEVEL?: string;
   /** Bearer token for GET /metrics, when set. */
   METRICS_TOKEN?: string;
 }

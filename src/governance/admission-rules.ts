@@ -54,6 +54,9 @@ export interface TenantView {
   roomSockets(room: string): number;
 }
 
+/** Most admissions one directory call decides (the Worker's batches never hold more). */
+export const MAX_BATCH = 64;
+
 const RETRY_AFTER_S = 5;
 const refuse = (reason: RefusalReason): AdmitResult => ({ ok: false, reason, retryAfter: RETRY_AFTER_S });
 

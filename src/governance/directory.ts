@@ -26,7 +26,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
-import { decide, type AdmitRequest, type AdmitResult, type SocketRow, type TenantView } from "./admission-rules.ts";
+import { decide, MAX_BATCH, type AdmitRequest, type AdmitResult, type SocketRow, type TenantView } from "./admission-rules.ts";
 
 export type { AdmitRequest, AdmitResult, SocketRow } from "./admission-rules.ts";
 
@@ -36,6 +36,8 @@ export const RENEW_MS = 30_000;
 export const LEASE_MS = 3 * RENEW_MS;
 /** Lease of an admitted socket until its room first renews it. */
 export const PENDING_LEASE_MS = 2 * RENEW_MS;
+/** Expired rows are deleted at most this often; every read skips them anyway. */
+const SWEEP_MS = 5_000;
 /** How long an admission may wait for its room before a renewal without it drops it. */
 const ADMISSION_GRACE_MS = 15_000;
 
@@ -51,6 +53,7 @@ type Row = SocketRow & { [k: string]: SqlStorageValue };
 
 export class DirectoryObject extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  private sweptAt = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -67,19 +70,44 @@ export class DirectoryObject extends DurableObject<Env> {
   }
 
   /**
-   * Admit one socket, or refuse it without writing anything. The rows the
-   * decision needs are read by index: the sid's, the user's, and (only when a
-   * tenant cap is set) counts over the tenant.
+   * Admit sockets in order (each sees the rows of the ones before it), refusing
+   * some without writing anything for them. The Worker sends the admissions that
+   * queued up while its previous call was in flight as one call (admission.ts),
+   * so a storm pays one round trip and one transaction per batch, not per socket.
    */
+  async admitMany(reqs: AdmitRequest[], now = Date.now()): Promise<AdmitResult[]> {
+    this.sweep(now);
+    return reqs.slice(0, MAX_BATCH).map((req) => this.admitOne(req, now));
+  }
+
+  /** One admission (tests and operators; the Worker uses admitMany). */
   async admit(req: AdmitRequest, now = Date.now()): Promise<AdmitResult> {
-    this.sql.exec("DELETE FROM sockets WHERE lease < ?", now);
-    const rows = this.sql.exec<Row>("SELECT * FROM sockets WHERE sid = ? OR user = ?", req.sid, req.user).toArray();
-    const tenant = req.maxSessionsTotal > 0 || req.maxRoomsTotal > 0 ? this.tenantView() : null;
+    this.sweep(now);
+    return this.admitOne(req, now);
+  }
+
+  /**
+   * The rows the decision needs are read by index: the sid's and the user's
+   * (expired ones ignored), and, only when a tenant cap is set, counts over the tenant.
+   */
+  private admitOne(req: AdmitRequest, now: number): AdmitResult {
+    const rows = this.sql.exec<Row>("SELECT * FROM sockets WHERE sid = ? AND lease >= ?", req.sid, now).toArray();
+    for (const r of this.sql.exec<Row>("SELECT * FROM sockets WHERE user = ? AND lease >= ?", req.user, now)) {
+      if (r.sid !== req.sid) rows.push(r);
+    }
+    const tenant = req.maxSessionsTotal > 0 || req.maxRoomsTotal > 0 ? this.tenantView(now) : null;
     const result = decide(req, rows, tenant, now, PENDING_LEASE_MS);
     if (!result.ok) return result;
     for (const v of result.evicted) this.sql.exec("DELETE FROM sockets WHERE sid = ? AND room = ?", v.sid, v.room);
     this.put(result.row);
     return result;
+  }
+
+  /** Drop expired rows, at most once per SWEEP_MS: reads ignore them meanwhile. */
+  private sweep(now: number): void {
+    if (now - this.sweptAt < SWEEP_MS) return;
+    this.sweptAt = now;
+    this.sql.exec("DELETE FROM sockets WHERE lease < ?", now);
   }
 
   /**
@@ -145,13 +173,13 @@ export class DirectoryObject extends DurableObject<Env> {
       .map(({ sid, room, user, since }) => ({ sid, room, user, since }));
   }
 
-  /** Counts over the whole tenant: O(rows) scans, paid only by tenants that set a cap. */
-  private tenantView(): TenantView {
+  /** Counts over the whole tenant's live rows: scans, paid only by tenants that set a cap. */
+  private tenantView(now: number): TenantView {
     const count = (q: string, ...args: SqlStorageValue[]) => this.sql.exec<{ n: number }>(q, ...args).one().n;
     return {
-      sockets: count("SELECT COUNT(*) AS n FROM sockets"),
-      rooms: count("SELECT COUNT(DISTINCT room) AS n FROM sockets"),
-      roomSockets: (room) => count("SELECT COUNT(*) AS n FROM sockets WHERE room = ?", room),
+      sockets: count("SELECT COUNT(*) AS n FROM sockets WHERE lease >= ?", now),
+      rooms: count("SELECT COUNT(DISTINCT room) AS n FROM sockets WHERE lease >= ?", now),
+      roomSockets: (room) => count("SELECT COUNT(*) AS n FROM sockets WHERE room = ? AND lease >= ?", room, now),
     };
   }
 

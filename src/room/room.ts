@@ -12,7 +12,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
-import { log } from "../observability/log.ts";
+import { configureLogs, log } from "../observability/log.ts";
 import { Counters } from "../observability/metrics.ts";
 import { METRICS_ALARM, RoomMetrics } from "../observability/aggregator.ts";
 import { OriginBridge, OUTBOX_ALARM, type BridgeHost, type RoomMeta } from "../origin/bridge.ts";
@@ -72,6 +72,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    configureLogs(env.WSPRISM_LOG_LEVEL);
     RoomObject.constructed++;
     this.members = new Members(ctx);
     this.alarms = new AlarmMux(ctx.storage);
@@ -203,7 +204,8 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     this.state.joined(server, t, () => this.members.all());
     scheduleFor(this, server, att, now);
     this.counters.inc("wsprism_ws_upgrades_total", { tenant: t.id, status: "101" });
-    log("info", "ws.open", { trace_id: req.trace, tenant: t.id, room: req.room, sid: req.sid, user: req.user, slot });
+    // Debug, not info: one line per upgrade is a measurable cost in a connection storm; ws.close has it all.
+    log("debug", "ws.open", { trace_id: req.trace, tenant: t.id, room: req.room, sid: req.sid, user: req.user, slot });
 
     const headers = new Headers();
     if (req.protocol) headers.set("Sec-WebSocket-Protocol", "wsprism.v1");
