@@ -119,3 +119,35 @@ export function relayFrame(
   if (from) out.from = { user: from.user, sid: from.sid };
   return JSON.stringify(out);
 }
+
+/** How much of a text frame `peekSeq` reads. */
+export const PEEK_SEQ_CHARS = 1024;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/**
+ * The top-level `seq` of a text frame that will not be parsed (over the size
+ * limit, or over the rate limit), so that its `sys.error` still names it
+ * (SPEC section 4). Reads at most the first PEEK_SEQ_CHARS characters, tracking
+ * strings and nesting so that a `seq` inside `data` is never taken for it;
+ * undefined when there is none there (clients put `seq` before `data`).
+ */
+export function peekSeq(text: string): number | undefined {
+  const end = Math.min(text.length, PEEK_SEQ_CHARS);
+  let depth = 0;
+  for (let i = 0; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      const start = ++i;
+      while (i < end && text.charCodeAt(i) !== QUOTE) i += text.charCodeAt(i) === BACKSLASH ? 2 : 1;
+      if (i >= end) return undefined;
+      if (depth === 1 && i - start === 3 && text.startsWith("seq", start)) {
+        const m = /^\s*:\s*(\d{1,16})(?![\d.eE])/.exec(text.slice(i + 1, i + 48));
+        const n = m ? Number(m[1]) : NaN;
+        return Number.isSafeInteger(n) ? n : undefined;
+      }
+    } else if (c === 0x7b || c === 0x5b) depth++; // { [
+    else if (c === 0x7d || c === 0x5d) depth--; // } ]
+  }
+  return undefined;
+}

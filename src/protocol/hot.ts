@@ -106,3 +106,11 @@ export function decodeOutbound(
   const sender = dv.getUint16(o, true);
   return { svc: bytes[1]!, op: bytes[2]!, flags, seq, sender, payload: bytes.subarray(o + 2) };
 }
+
+/** The seq of a hot frame that will not be decoded (over the size or rate limit), if its header has one. */
+export function peekHotSeq(buf: ArrayBuffer): number | undefined {
+  if (buf.byteLength < 8) return undefined;
+  const b = new Uint8Array(buf, 0, 8);
+  if (b[0] !== HOT_VERSION || (b[3]! & HOT_FLAG_SEQ) === 0) return undefined;
+  return (b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24)) >>> 0;
+}

@@ -20,8 +20,8 @@ import type { OriginEvent } from "../origin/outbox.ts";
 import { newMessageId } from "../origin/sign.ts";
 import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
 import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
-import { errorFrame, sysFrame } from "../protocol/envelope.ts";
-import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
+import { errorFrame, peekSeq, sysFrame } from "../protocol/envelope.ts";
+import { decodeHot, encodeOutbound, peekHotSeq } from "../protocol/hot.ts";
 import { jsonError } from "../protocol/http.ts";
 import { authenticate } from "../auth/index.ts";
 import { releaseSession, renewSessions } from "../governance/sessions.ts";
@@ -226,14 +226,14 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
       const max = t.limits.max_frame_bytes;
       if (typeof message === "string" ? utf8Length(message, max) > max : message.byteLength > max) {
         this.decision(t, lane, "deny", "frame_size");
-        safeSend(ws, errorFrame("PAYLOAD_TOO_LARGE", `frame over ${max} bytes`));
+        safeSend(ws, errorFrame("PAYLOAD_TOO_LARGE", `frame over ${max} bytes`, seqOf(message), att.trace));
         this.closeMember(ws, CLOSE.TOO_LARGE, "frame too large");
         return;
       }
       // 2. Rate limit (and the time of this frame, for the idle timeout).
       att.last = Date.now();
       if (!this.takeToken(ws, att, t)) {
-        this.rateLimited(ws, att, t, lane);
+        this.rateLimited(ws, att, t, lane, message);
         return;
       }
       // 3-5. Parse, allowlist, handler.
@@ -437,15 +437,18 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     return ok;
   }
 
-  private rateLimited(ws: WebSocket, att: Attachment, t: TenantPolicy, lane: Lane): void {
+  private rateLimited(ws: WebSocket, att: Attachment, t: TenantPolicy, lane: Lane, message: string | ArrayBuffer): void {
     const action = t.policy.rate_limit_action;
     this.decision(t, lane, action === "drop" ? "drop" : "deny", "rate_limit");
-    if (action === "error") this.sendError(ws, att, "RATE_LIMITED", "rate limit exceeded");
-    else if (action === "close") {
-      this.sendError(ws, att, "RATE_LIMITED", "rate limit exceeded");
-      this.closeMember(ws, CLOSE.RATE_LIMIT, "rate limit");
-    }
+    if (action === "drop") return;
+    this.sendError(ws, att, "RATE_LIMITED", "rate limit exceeded", seqOf(message));
+    if (action === "close") this.closeMember(ws, CLOSE.RATE_LIMIT, "rate limit");
   }
+}
+
+/** The seq of a frame refused before it is parsed (size, rate), read from its first bytes. */
+function seqOf(message: string | ArrayBuffer): number | undefined {
+  return typeof message === "string" ? peekSeq(message) : peekHotSeq(message);
 }
 
 /** UTF-8 byte length, computed exactly only when it could exceed `max`. */

@@ -71,7 +71,8 @@ const ONE_OF = { message: "give exactly one of user or sid" };
 const TargetBody = z.strictObject({ user: user.optional(), sid: sid.optional() }).refine(exactlyOne, ONE_OF);
 
 export const MessageBody = z.strictObject({
-  svc,
+  // `sys` is the gateway's own (SPEC section 7): an origin must not forge a kicked or presence.
+  svc: svc.refine((v) => v !== "sys", "svc sys is reserved for the gateway"),
   type: svc,
   data: z.unknown().optional(),
   to: TargetBody.optional(),

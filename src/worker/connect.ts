@@ -1,9 +1,12 @@
 /**
  * GET /v1/ws: every pre-upgrade check of SPEC section 2, in this order:
  * 426 not an upgrade, 429 handshake defender (handshake.ts), 400 malformed parameters, 400 unknown tenant,
- * 403 Origin, 401 ticket, 403 rooms claim, then the session directories
- * (409 sessions per user, 503 tenant caps / rooms per user); then the room
+ * 403 Origin, 401 ticket, 403 rooms claim, then the tenant's session directory
+ * (400 sid held by another user, 409 sessions per user, 503 tenant caps / rooms per user); then the room
  * object answers 503 when full, or upgrades.
+ *
+ * A client that offered `wsprism.v1` gets the 400, 401, 403 and 409 refusals
+ * on a socket instead (refusal.ts), since a browser cannot read an HTTP refusal.
  *
  * The room object is handed the verified identity in a request the Worker
  * builds from scratch: nothing the client sent is forwarded to it.
@@ -19,9 +22,9 @@ import { ROOM_RE, SID_RE, TENANT_RE } from "../protocol/codes.ts";
 import { jsonError } from "../protocol/http.ts";
 import { CONNECT_HEADER, type ConnectRequest } from "../room/room.ts";
 import { checkHandshake } from "./handshake.ts";
+import { deliverRefusal } from "./refusal.ts";
+import { SUBPROTOCOL, TICKET_PROTOCOL_PREFIX } from "./subprotocol.ts";
 
-export const SUBPROTOCOL = "wsprism.v1";
-const TICKET_PROTOCOL_PREFIX = "ticket.";
 const MAX_PROTOCOL_HEADER = 10_000;
 
 type Ctx = Context<{ Bindings: Env }>;
@@ -33,6 +36,15 @@ export async function connect(c: Ctx): Promise<Response> {
   }
   const limited = checkHandshake(req);
   if (limited) return limited;
+  const protocols = parseProtocols(req.headers.get("Sec-WebSocket-Protocol"));
+  if (protocols === null) return jsonError(400, "BAD_REQUEST", "malformed Sec-WebSocket-Protocol");
+  const offered = protocols.includes(SUBPROTOCOL);
+  // From here on, a permanent refusal reaches a client that offered wsprism.v1 on a socket.
+  const res = await checkAndRoute(c, req, protocols, offered);
+  return res.status === 101 ? res : deliverRefusal(res, offered);
+}
+
+async function checkAndRoute(c: Ctx, req: Request, protocols: string[], offered: boolean): Promise<Response> {
   const url = new URL(req.url);
   const one = (name: string): string | null | undefined => {
     const all = url.searchParams.getAll(name);
@@ -49,9 +61,6 @@ export async function connect(c: Ctx): Promise<Response> {
   }
   if (queryTicket === undefined) return jsonError(400, "BAD_REQUEST", "ticket given twice");
 
-  const protocols = parseProtocols(req.headers.get("Sec-WebSocket-Protocol"));
-  if (protocols === null) return jsonError(400, "BAD_REQUEST", "malformed Sec-WebSocket-Protocol");
-  const offered = protocols.includes(SUBPROTOCOL);
   const protoTickets = protocols.filter((p) => p.startsWith(TICKET_PROTOCOL_PREFIX));
   if (protoTickets.length > 1) return jsonError(400, "BAD_REQUEST", "more than one ticket subprotocol");
   if (protoTickets.length === 1 && !offered) {

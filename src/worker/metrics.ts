@@ -25,6 +25,7 @@ import { secretsEqual } from "../origin/sign.ts";
 import { gateway, getTenant, tenantIds, type TenantPolicy } from "../policy/index.ts";
 import { jsonError } from "../protocol/http.ts";
 import { handshakeRejections, type HandshakeRejectReason } from "./handshake.ts";
+import { refusedStatus } from "./refusal.ts";
 
 type Ctx = Context<{ Bindings: Env }>;
 
@@ -153,7 +154,8 @@ export function withUpgradeMetrics(handler: (c: Ctx) => Promise<Response>): Hand
       count(c, 500);
       throw err;
     }
-    if (res.status !== 101) count(c, res.status);
+    const status = res.status === 101 ? refusedStatus.get(res) : res.status;
+    if (status !== undefined) count(c, status); // a 101 is counted by its room; a refusal on a socket by its status
     return res;
   };
 }

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ERROR_CODES } from "../../src/protocol/codes.ts";
-import { parseEnvelope } from "../../src/protocol/envelope.ts";
+import { parseEnvelope, PEEK_SEQ_CHARS, peekSeq } from "../../src/protocol/envelope.ts";
 
 describe("ext envelope parser", () => {
   it("accepts the contract's example", () => {
@@ -50,5 +50,26 @@ describe("ext envelope parser", () => {
     const deep = "[".repeat(50_000) + "]".repeat(50_000);
     const r = parseEnvelope(`{"v":1,"svc":"a","type":"b","data":${deep}}`);
     expect(typeof r.ok).toBe("boolean");
+  });
+});
+
+describe("peekSeq: the seq of a frame refused before parsing", () => {
+  it("reads the top-level seq, never one inside data or a string", () => {
+    expect(peekSeq('{"v":1,"svc":"chat","type":"send","seq":12,"data":{}}')).toBe(12);
+    expect(peekSeq('{ "seq" : 7 }')).toBe(7);
+    expect(peekSeq('{"v":1,"data":{"seq":5},"seq":3}')).toBe(3);
+    expect(peekSeq('{"v":1,"data":{"seq":5}}')).toBeUndefined();
+    expect(peekSeq('{"type":"seq","x":1}')).toBeUndefined();
+    expect(peekSeq('{"a":"\\"seq\\":4","seq":9}')).toBe(9);
+    expect(peekSeq('[{"seq":1}]')).toBeUndefined();
+  });
+
+  it("refuses what is not a safe non-negative integer, and reads only the first chars", () => {
+    expect(peekSeq('{"seq":-1}')).toBeUndefined();
+    expect(peekSeq('{"seq":1.5}')).toBeUndefined();
+    expect(peekSeq('{"seq":1e3}')).toBeUndefined();
+    expect(peekSeq('{"seq":99999999999999999}')).toBeUndefined();
+    expect(peekSeq(`{"data":"${"x".repeat(PEEK_SEQ_CHARS)}","seq":1}`)).toBeUndefined();
+    expect(peekSeq("not json at all")).toBeUndefined();
   });
 });

@@ -67,6 +67,16 @@ async function quietOn(c: TestClient, svc: string, ms = 150) {
 const ORIGIN_FROM = { user: "@origin", sid: "@origin" };
 
 describe("POST …/messages", () => {
+  it("svc sys is reserved for the gateway: 400, and nothing reaches the members", async () => {
+    const room = uniqueRoom("api");
+    const a = await join("alice", room);
+    for (const type of ["kicked", "presence", "error"]) {
+      const res = await call(room, "messages", { body: { svc: "sys", type, data: { reason: "forged" } } });
+      expect(await expectError(res, 400, "BAD_REQUEST")).toMatch(/sys/);
+    }
+    expect((await a.quiet(100)).filter((m) => m.kind === "text" && m.json.svc === "sys")).toEqual([]);
+  });
+
   it("delivers to every member with from @origin: 202 {delivered}", async () => {
     const room = uniqueRoom("api");
     const a = await join("alice", room);
