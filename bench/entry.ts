@@ -8,13 +8,20 @@
  *   BaselineRoom      the platform's limit: a bare hibernatable-WebSocket Durable
  *                     Object with no policy, no decoding and no auth that relays every
  *                     message to every other socket of its room. GET /baseline/ws?room=…
+ *   PartyRoom         the peer of issue 9 and 12: a partyserver (npm, devDependency)
+ *                     `Server` with hibernation that broadcasts each message to the
+ *                     other connections, the way partyserver's README writes one.
+ *                     GET /parties/party-room/<room>, routed by routePartykitRequest.
  *   GET /bench/room-stats?tenant=&room=      counters of a gateway room (RPC)
  *   GET /bench/baseline-stats?room=          counters of a baseline room (RPC)
+ *   GET /bench/party-stats?room=             counters of a partyserver room (RPC)
  *
- * Same workerd process, same machine: the gateway and the baseline are measured
- * under the same conditions. Never deploy this build.
+ * Same workerd process, same machine: the three are measured under the same
+ * conditions. Never deploy this build (partyserver is only a devDependency; the
+ * gateway's own build, src/index.ts, never imports it).
  */
 import { DurableObject } from "cloudflare:workers";
+import { routePartykitRequest, Server, type Connection, type WSMessage } from "partyserver";
 import type { Env } from "../src/env.ts";
 import gateway, { RoomObject } from "../src/index.ts";
 
@@ -23,6 +30,7 @@ export * from "../src/index.ts";
 
 interface BenchEnv extends Env {
   BASELINE: DurableObjectNamespace<BaselineRoom>;
+  PARTY_ROOM: DurableObjectNamespace<PartyRoom>;
 }
 
 /** What the stats RPCs return. Counters live in the isolate, so they survive an object's eviction. */
@@ -50,6 +58,7 @@ interface Count {
 /** Per object id. Module scope: kept while the isolate lives, across evictions of the objects. */
 const gatewayCounts = new Map<string, Count>();
 const baselineCounts = new Map<string, Count>();
+const partyCounts = new Map<string, Count>();
 
 function countFor(map: Map<string, Count>, id: DurableObjectId): Count {
   const key = id.toString();
@@ -144,6 +153,55 @@ export class BaselineRoom extends DurableObject<BenchEnv> {
   }
 }
 
+/**
+ * partyserver as its users write it: hibernation on, every message broadcast to
+ * the other connections, nothing else (no ping auto-response, no auth, nothing
+ * sent on connect). The counters are the only addition, as in BaselineRoom.
+ */
+export class PartyRoom extends Server<BenchEnv> {
+  static override options = { hibernate: true };
+  private readonly count: Count;
+  private readonly bornAt = Date.now();
+
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
+    super(ctx, env);
+    this.count = countFor(partyCounts, ctx.id);
+    this.count.constructed++;
+  }
+
+  override onMessage(connection: Connection, message: WSMessage): void {
+    this.count.messages++;
+    this.broadcast(message, [connection.id]);
+  }
+
+  async benchStats(): Promise<RoomStats> {
+    return {
+      constructed: this.count.constructed,
+      messages: this.count.messages,
+      alarms: this.count.alarms,
+      sockets: this.ctx.getWebSockets().length,
+      batchesSent: null,
+      instanceAgeMs: Date.now() - this.bornAt,
+    };
+  }
+}
+
+/**
+ * What routePartykitRequest may route to. Given the whole env it would map every
+ * Durable Object binding to /parties/<binding>/<name>, the gateway's ROOMS and
+ * DIRECTORY included (past the Worker's checks); given this, only PartyRoom.
+ * Kept per env object: partyserver caches its routing table by that identity.
+ */
+const partyEnvs = new WeakMap<BenchEnv, { PARTY_ROOM: BenchEnv["PARTY_ROOM"] }>();
+
+function partyEnv(env: BenchEnv): { PARTY_ROOM: BenchEnv["PARTY_ROOM"] } {
+  let e = partyEnvs.get(env);
+  if (!e) partyEnvs.set(env, (e = { PARTY_ROOM: env.PARTY_ROOM }));
+  return e;
+}
+
+const PARTY_PREFIX = "/parties/party-room/";
+
 const ROOM_RE = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
 
 function bad(msg: string): Response {
@@ -153,6 +211,10 @@ function bad(msg: string): Response {
 export default {
   async fetch(request, env, ctx) {
     const url = new URL(request.url);
+    if (url.pathname.startsWith(PARTY_PREFIX)) {
+      if (!ROOM_RE.test(url.pathname.slice(PARTY_PREFIX.length))) return bad("missing or malformed room");
+      return (await routePartykitRequest(request, partyEnv(env))) ?? bad("not a partyserver route");
+    }
     switch (url.pathname) {
       case "/baseline/ws": {
         const room = url.searchParams.get("room") ?? "";
@@ -163,6 +225,11 @@ export default {
         const room = url.searchParams.get("room") ?? "";
         if (!ROOM_RE.test(room)) return bad("missing or malformed room");
         return Response.json(await env.BASELINE.get(env.BASELINE.idFromName(room)).benchStats());
+      }
+      case "/bench/party-stats": {
+        const room = url.searchParams.get("room") ?? "";
+        if (!ROOM_RE.test(room)) return bad("missing or malformed room");
+        return Response.json(await env.PARTY_ROOM.get(env.PARTY_ROOM.idFromName(room)).benchStats());
       }
       case "/bench/room-stats": {
         const tenant = url.searchParams.get("tenant") ?? "";

@@ -6,14 +6,15 @@
  *  2. starts the example origin on 127.0.0.1:8788 (the demo tenant's chat URL;
  *     only when the ext scenario runs, so e.g. `--only storm` leaves 8788 alone)
  *     and `wrangler dev -c bench/wrangler.bench.toml` (the real gateway plus the
- *     BaselineRoom object and counters, bench/entry.ts) on a free port, with a
- *     temporary --persist-to;
+ *     BaselineRoom object, the partyserver PartyRoom and counters, bench/entry.ts)
+ *     on a free port, with a temporary --persist-to;
  *  3. runs the scenarios against the gateway AND the baseline, alternating which
  *     goes first: idle connections, hot relay fan-out, hot `state` mode, ext lane,
- *     connection storm;
- *  4. prints one table (gateway, baseline, gateway/baseline) and a verdict per
- *     target, writes bench/results/latest.json, and stops everything it started
- *     (whole process groups).
+ *     connection storm (the storm against partyserver too);
+ *  4. prints one table (gateway, baseline, gateway/baseline; partyserver and
+ *     gateway/partyserver where measured) and a verdict per target, writes
+ *     bench/results/latest.json, and stops everything it started (whole process
+ *     groups).
  *
  * Options:
  *   --full              longer and larger runs (2000 idle connections, 30 s windows)
@@ -64,7 +65,7 @@ import {
   type StateExtra,
 } from "./lib/scenarios.ts";
 import type { MicroResult, Summary } from "./lib/stats.ts";
-import { STORM_TENANT, stormInterleaved, type StormResult } from "./lib/storm.ts";
+import { STORM_TENANT, stormInterleaved, type StormResult, type StormTarget } from "./lib/storm.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const NODE = process.execPath;
@@ -169,15 +170,39 @@ interface Row {
   gateway: string;
   baseline: string;
   ratio: string;
+  /** partyserver and gateway/partyserver: only the storm measures it so far ("" elsewhere). */
+  party: string;
+  partyRatio: string;
 }
 
 const rows: Row[] = [];
 function row(scenario: string, metric: string, g: number | null | undefined, b: number | null | undefined, digits = 1, showRatio = true): void {
-  const r = showRatio ? ratio(g, b) : null;
-  rows.push({ scenario, metric, gateway: fmt(g, digits), baseline: b === undefined ? "" : fmt(b, digits), ratio: r === null ? "" : r.toFixed(2) });
+  row3(scenario, metric, g, b, undefined, digits, showRatio);
 }
-function textRow(scenario: string, metric: string, g: string, b = "", r = ""): void {
-  rows.push({ scenario, metric, gateway: g, baseline: b, ratio: r });
+/** A row with partyserver's value and ratio too (undefined: no partyserver column in this row). */
+function row3(
+  scenario: string,
+  metric: string,
+  g: number | null | undefined,
+  b: number | null | undefined,
+  p: number | null | undefined,
+  digits = 1,
+  showRatio = true,
+): void {
+  const r = showRatio ? ratio(g, b) : null;
+  const rp = showRatio ? ratio(g, p) : null;
+  rows.push({
+    scenario,
+    metric,
+    gateway: fmt(g, digits),
+    baseline: b === undefined ? "" : fmt(b, digits),
+    ratio: r === null ? "" : r.toFixed(2),
+    party: p === undefined ? "" : fmt(p, digits),
+    partyRatio: rp === null ? "" : rp.toFixed(2),
+  });
+}
+function textRow(scenario: string, metric: string, g: string, b = "", r = "", p = ""): void {
+  rows.push({ scenario, metric, gateway: g, baseline: b, ratio: r, party: p, partyRatio: "" });
 }
 
 interface Verdict {
@@ -187,26 +212,23 @@ interface Verdict {
 }
 const verdicts: Verdict[] = [];
 
+/** The table, in Markdown; the partyserver columns only when some row has them. */
 function printTable(): string {
-  const head: Row = { scenario: "scenario", metric: "metric", gateway: "gateway", baseline: "baseline", ratio: "gw/base" };
+  const head: Row = { scenario: "scenario", metric: "metric", gateway: "gateway", baseline: "baseline", ratio: "gw/base", party: "partyserver", partyRatio: "gw/party" };
+  const cols: Array<keyof Row> = ["scenario", "metric", "gateway", "baseline", "ratio"];
+  if (rows.some((r) => r.party !== "" || r.partyRatio !== "")) cols.push("party", "partyRatio");
   const all = [head, ...rows];
-  const w = {
-    scenario: Math.max(...all.map((r) => r.scenario.length)),
-    metric: Math.max(...all.map((r) => r.metric.length)),
-    gateway: Math.max(...all.map((r) => r.gateway.length)),
-    baseline: Math.max(...all.map((r) => r.baseline.length)),
-    ratio: Math.max(...all.map((r) => r.ratio.length)),
-  };
-  const line = (r: Row) =>
-    `| ${r.scenario.padEnd(w.scenario)} | ${r.metric.padEnd(w.metric)} | ${r.gateway.padStart(w.gateway)} | ${r.baseline.padStart(w.baseline)} | ${r.ratio.padStart(w.ratio)} |`;
-  const sep = `|${"-".repeat(w.scenario + 2)}|${"-".repeat(w.metric + 2)}|${"-".repeat(w.gateway + 1)}:|${"-".repeat(w.baseline + 1)}:|${"-".repeat(w.ratio + 1)}:|`;
+  const w = cols.map((c) => Math.max(...all.map((r) => r[c].length)));
+  // The first two columns are text (left-aligned), the others numbers.
+  const line = (r: Row) => `| ${cols.map((c, i) => (i < 2 ? r[c].padEnd(w[i]!) : r[c].padStart(w[i]!))).join(" | ")} |`;
+  const sep = `|${cols.map((_, i) => (i < 2 ? "-".repeat(w[i]! + 2) : `${"-".repeat(w[i]! + 1)}:`)).join("|")}|`;
   return [line(head), sep, ...rows.map(line)].join("\n");
 }
 
-function latencyRows(scenario: string, what: string, g: Summary | null, b: Summary | null): void {
-  row(scenario, `${what} p50 (ms)`, g?.p50, b === null ? undefined : b.p50, 2);
-  row(scenario, `${what} p99 (ms)`, g?.p99, b === null ? undefined : b.p99, 2);
-  row(scenario, `${what} max (ms)`, g?.max, b === null ? undefined : b.max, 1);
+function latencyRows(scenario: string, what: string, g: Summary | null, b: Summary | null, p?: Summary): void {
+  row3(scenario, `${what} p50 (ms)`, g?.p50, b === null ? undefined : b.p50, p?.p50, 2);
+  row3(scenario, `${what} p99 (ms)`, g?.p99, b === null ? undefined : b.p99, p?.p99, 2);
+  row3(scenario, `${what} max (ms)`, g?.max, b === null ? undefined : b.max, p?.max, 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -458,20 +480,23 @@ async function main(): Promise<number> {
       return null;
     }
   };
-  const baselineStats = async (room: string) => {
+  /** Counters of a baseline (`baseline-stats`) or partyserver (`party-stats`) room. */
+  const peerStats = async (room: string, which: "baseline" | "party" = "baseline") => {
     try {
-      const res = await fetch(`http://${base}/bench/baseline-stats?room=${encodeURIComponent(room)}`, { signal: AbortSignal.timeout(5_000) });
+      const res = await fetch(`http://${base}/bench/${which}-stats?room=${encodeURIComponent(room)}`, { signal: AbortSignal.timeout(5_000) });
       return res.ok ? ((await res.json()) as RoomStatsView) : null;
     } catch {
       return null;
     }
   };
+  const baselineStats = (room: string) => peerStats(room, "baseline");
 
   // Warm-up: both code paths compiled before anything is measured. Through the
   // storm's tenant when only the storm runs: the demo tenant's open/close events
   // become webhooks to 127.0.0.1:8788, which may be someone else's server then.
   const demoScenarios = (["idle", "fanout", "state", "ext"] as const).some((p) => parts.has(p));
-  await warmUp(env, demoScenarios ? "demo" : STORM_TENANT);
+  // partyserver only where it is measured (the storm, so far).
+  await warmUp(env, demoScenarios ? "demo" : STORM_TENANT, parts.has("storm"));
 
   // Alternate which target goes first, scenario by scenario.
   let flip = false;
@@ -618,43 +643,50 @@ async function main(): Promise<number> {
   if (parts.has("storm")) {
     const c = profile.storm;
     const first = order()[0]!;
+    const targets: StormTarget[] = first === "gateway" ? ["gateway", "party", "baseline"] : ["baseline", "party", "gateway"];
     const sc = `storm ${c.sockets}/${c.concurrency}/${c.rooms}`;
-    say(`storm: ${c.sockets} sockets, ${c.concurrency} in flight, ${c.rooms} rooms, one user each; ${c.slices} storms per target in turns, ${first} first`);
-    const res = await stormInterleaved(env, c, first, () => settle(env), (kind, room) =>
-      kind === "gateway" ? gatewayStats(room, STORM_TENANT) : baselineStats(room),
+    say(`storm: ${c.sockets} sockets, ${c.concurrency} in flight, ${c.rooms} rooms, one user each; ${c.slices} storms per target in turns, ${targets.join(", ")} first`);
+    const res = await stormInterleaved(env, c, targets, () => settle(env), (kind, room) =>
+      kind === "gateway" ? gatewayStats(room, STORM_TENANT) : peerStats(room, kind),
     );
     results.storm = res;
-    const { g, b } = split(res);
-    if (g.connected === 0 || b.connected === 0) exitCode = 1;
-    textRow(sc, "sockets ready / attempted", `${g.connected} / ${g.attempted}`, `${b.connected} / ${b.attempted}`);
+    const g = res.find((r) => r.kind === "gateway")!;
+    const b = res.find((r) => r.kind === "baseline")!;
+    const p = res.find((r) => r.kind === "party");
+    if (res.some((r) => r.connected === 0)) exitCode = 1;
     const failures = (r: StormResult) => Object.entries(r.failures).map(([k, n]) => `${n}x${k}`).join(", ") || "0";
-    textRow(sc, "failures (HTTP status, or timeout/closed/error/deadline)", failures(g), failures(b));
-    row(sc, "sockets/s (ready / wall time)", g.socketsPerS, b.socketsPerS, 0);
-    latencyRows(sc, "upgrade -> authed (base: open)", g.ready, b.ready);
-    textRow(
-      sc,
-      "sockets/s per storm",
-      g.slices.map((x) => fmt(x.socketsPerS, 0)).join(" / "),
-      b.slices.map((x) => fmt(x.socketsPerS, 0)).join(" / "),
-    );
-    row(sc, "workerd CPU per socket (ms)", g.cpuMsPerSocket, b.cpuMsPerSocket, 2);
-    row(sc, "other processes CPU (%)", g.otherPct, b.otherPct, 0, false);
-    if (g.leftOpen !== 0 || b.leftOpen !== 0) textRow(sc, "sockets still held after closing", String(g.leftOpen ?? "?"), String(b.leftOpen ?? "?"));
-    for (const r of [g, b]) if (r.firstError) textRow(sc, `${r.kind}: first failure`, r.firstError.slice(0, 120));
-    // The issue's targets are against partyserver; until the bench has it, the bare
-    // object stands in: it does less than partyserver, so it is the harder reference.
-    const busy = g.otherPct >= 25 || b.otherPct >= 25 ? `; machine busy: other processes used ${g.otherPct.toFixed(0)}% / ${b.otherPct.toFixed(0)}% of a core` : "";
+    textRow(sc, "sockets ready / attempted", `${g.connected} / ${g.attempted}`, `${b.connected} / ${b.attempted}`, "", p ? `${p.connected} / ${p.attempted}` : "");
+    textRow(sc, "failures (HTTP status, or timeout/closed/error/deadline)", failures(g), failures(b), "", p ? failures(p) : "");
+    row3(sc, "sockets/s (ready / wall time)", g.socketsPerS, b.socketsPerS, p?.socketsPerS, 0);
+    latencyRows(sc, "upgrade -> authed (base, party: open)", g.ready, b.ready, p?.ready);
+    const perStorm = (r: StormResult) => r.slices.map((x) => fmt(x.socketsPerS, 0)).join(" / ");
+    textRow(sc, "sockets/s per storm", perStorm(g), perStorm(b), "", p ? perStorm(p) : "");
+    row3(sc, "workerd CPU per socket (ms)", g.cpuMsPerSocket, b.cpuMsPerSocket, p?.cpuMsPerSocket, 2);
+    row3(sc, "other processes CPU (%)", g.otherPct, b.otherPct, p?.otherPct, 0, false);
+    if (res.some((r) => r.leftOpen !== 0)) {
+      textRow(sc, "sockets still held after closing", String(g.leftOpen ?? "?"), String(b.leftOpen ?? "?"), "", p ? String(p.leftOpen ?? "?") : "");
+    }
+    for (const r of res) if (r.firstError) textRow(sc, `${r.kind}: first failure`, r.firstError.slice(0, 120));
+    // The issue's targets are against partyserver. Without it (a build or run that
+    // has no partyserver) the bare object stands in: it does less than partyserver,
+    // so it is the harder reference. The baseline's ratios stay in the table.
+    const ref = p ?? b;
+    const refName = p ? "partyserver" : "the bare baseline";
+    const busy = res.some((r) => r.otherPct >= 25)
+      ? `; machine busy: other processes used ${res.map((r) => `${r.otherPct.toFixed(0)}%`).join(" / ")} of a core (${res.map((r) => r.kind).join(" / ")})`
+      : "";
     const ok = g.connected === g.attempted;
-    const thr = ratio(g.socketsPerS, b.socketsPerS);
-    const p99 = ratio(g.ready.p99, b.ready.p99);
+    const thr = ratio(g.socketsPerS, ref.socketsPerS);
+    const p99 = ratio(g.ready.p99, ref.ready.p99);
+    const vsBase = (x: number | null) => (p && x !== null ? `; ${x.toFixed(2)} x the bare baseline` : "");
     verdicts.push({
-      target: `storm: sockets/s >= 0.8 x the bare baseline, every socket authed (${sc}, per-user limits on${busy})`,
-      value: `${thr === null ? "-" : thr.toFixed(2)} (${fmt(g.socketsPerS, 0)} vs ${fmt(b.socketsPerS, 0)} sockets/s); ${g.attempted - g.connected} failed`,
+      target: `storm: sockets/s >= 0.8 x ${refName}, every socket authed (${sc}, per-user limits on${busy})`,
+      value: `${thr === null ? "-" : thr.toFixed(2)} (${fmt(g.socketsPerS, 0)} vs ${fmt(ref.socketsPerS, 0)} sockets/s${vsBase(ratio(g.socketsPerS, b.socketsPerS))}); ${g.attempted - g.connected} failed`,
       met: thr === null ? null : thr >= 0.8 && ok,
     });
     verdicts.push({
-      target: `storm: p99 upgrade -> authed <= 1.5 x the baseline's upgrade -> open (${sc}${busy})`,
-      value: `${p99 === null ? "-" : p99.toFixed(2)} (${fmt(g.ready.p99, 1)} vs ${fmt(b.ready.p99, 1)} ms)`,
+      target: `storm: p99 upgrade -> authed <= 1.5 x ${refName}'s upgrade -> open (${sc}${busy})`,
+      value: `${p99 === null ? "-" : p99.toFixed(2)} (${fmt(g.ready.p99, 1)} vs ${fmt(ref.ready.p99, 1)} ms${vsBase(ratio(g.ready.p99, b.ready.p99))})`,
       met: p99 === null ? null : p99 <= 1.5 && ok,
     });
   }
@@ -724,11 +756,16 @@ function loadRows(sc: string, g: LoadResult, b: LoadResult): void {
   for (const r of [g, b]) if (r.note) textRow(sc, `${r.kind}: note`, r.note);
 }
 
-async function warmUp(env: BenchEnv, tenant: string): Promise<void> {
-  for (const kind of ["gateway", "baseline"] as const) {
+async function warmUp(env: BenchEnv, tenant: string, party: boolean): Promise<void> {
+  const kinds: StormTarget[] = party ? ["gateway", "baseline", "party"] : ["gateway", "baseline"];
+  for (const kind of kinds) {
     const room = `warm-${env.runId}`;
     const url = (u: string) =>
-      kind === "gateway" ? `ws://${env.base}/v1/ws?tenant=${tenant}&room=${room}&ticket=dev:${u}` : `ws://${env.base}/baseline/ws?room=${room}`;
+      kind === "gateway"
+        ? `ws://${env.base}/v1/ws?tenant=${tenant}&room=${room}&ticket=dev:${u}`
+        : kind === "party"
+          ? `ws://${env.base}/parties/party-room/${room}`
+          : `ws://${env.base}/baseline/ws?room=${room}`;
     const rep = await connectAll(
       ["w1", "w2", "w3"].map((u, idx) => ({ url: url(u), idx, room: 0, authed: kind === "gateway" })),
       { concurrency: 3, deadlineMs: 20_000 },

@@ -7,12 +7,15 @@
  *             tickets, the default `max_sessions_per_user: 4` (multi, deny), no
  *             services, no presence; the bench build raises the handshake limits.
  *             A socket counts from the start of its upgrade to `sys.authed`.
+ *   party     /parties/party-room/<room>: partyserver (bench/entry.ts PartyRoom),
+ *             the reference of issue 9's targets. It sends nothing on connect
+ *             either: upgrade to open.
  *   baseline  /baseline/ws: the bare object accepts and sends nothing, so a socket
  *             counts from the start of its upgrade to open.
  *
- * The targets take turns, one whole storm each, in ABBA order (G B | B G …). After
- * each storm every socket is closed and the rooms are polled until they hold none,
- * so a storm never runs next to the last one's sockets.
+ * The targets take turns, one whole storm each (sliceOrder: A B C | C B A | B C A
+ * | A C B …). After each storm every socket is closed and the rooms are polled
+ * until they hold none, so a storm never runs next to the last one's sockets.
  */
 import { closeAll, connectTimed, type ConnectSpec } from "./clients.ts";
 import { CpuMeter } from "./meter.ts";
@@ -21,6 +24,9 @@ import type { BenchEnv, Kind, RoomStatsView } from "./scenarios.ts";
 import { now, Samples, type Summary } from "./stats.ts";
 
 export const STORM_TENANT = "bench-storm";
+
+/** The storm's targets: the scenarios' two kinds plus partyserver. */
+export type StormTarget = Kind | "party";
 
 export interface StormCfg {
   /** Sockets per storm. */
@@ -47,7 +53,7 @@ export interface StormSlice {
 }
 
 export interface StormResult {
-  kind: Kind;
+  kind: StormTarget;
   attempted: number;
   connected: number;
   /** Failed sockets by HTTP status or by what happened (timeout, closed, error). */
@@ -57,7 +63,7 @@ export interface StormResult {
   wallMs: number;
   /** connected / wallMs. */
   socketsPerS: number;
-  /** Upgrade start to sys.authed (gateway) or open (baseline), every storm's sockets. */
+  /** Upgrade start to sys.authed (gateway) or open (party, baseline), every storm's sockets. */
   ready: Summary;
   /** workerd CPU per socket opened, ms. */
   cpuMsPerSocket: number | null;
@@ -68,15 +74,33 @@ export interface StormResult {
   slices: StormSlice[];
 }
 
-function url(env: BenchEnv, kind: Kind, room: string, user: string): string {
-  return kind === "gateway"
-    ? `ws://${env.base}/v1/ws?tenant=${STORM_TENANT}&room=${encodeURIComponent(room)}&ticket=dev:${encodeURIComponent(user)}`
-    : `ws://${env.base}/baseline/ws?room=${encodeURIComponent(room)}`;
+function url(env: BenchEnv, kind: StormTarget, room: string, user: string): string {
+  switch (kind) {
+    case "gateway":
+      return `ws://${env.base}/v1/ws?tenant=${STORM_TENANT}&room=${encodeURIComponent(room)}&ticket=dev:${encodeURIComponent(user)}`;
+    case "party":
+      return `ws://${env.base}/parties/party-room/${encodeURIComponent(room)}`;
+    case "baseline":
+      return `ws://${env.base}/baseline/ws?room=${encodeURIComponent(room)}`;
+  }
 }
 
 /** Rooms of one storm: new names every storm and every run. */
-function stormRooms(env: BenchEnv, kind: Kind, slice: number, rooms: number): string[] {
-  return Array.from({ length: rooms }, (_, r) => `storm-${env.runId}-${kind === "gateway" ? "g" : "b"}${slice}-${r}`);
+function stormRooms(env: BenchEnv, kind: StormTarget, slice: number, rooms: number): string[] {
+  return Array.from({ length: rooms }, (_, r) => `storm-${env.runId}-${kind[0]}${slice}-${r}`);
+}
+
+/**
+ * The targets' order in storm number `slice`: mirrored pairs, each pair starting
+ * one target later (A B C | C B A | B C A | A C B …; two targets: A B | B A | B A
+ * | A B). Within a pair every target's mean position is the same, so a machine
+ * that slowly gets busier (or calmer) weighs on all of them alike, as ABBA does
+ * for two; the rotation lets each target go first in turn.
+ */
+export function sliceOrder<T>(targets: readonly T[], slice: number): T[] {
+  const k = Math.floor(slice / 2) % targets.length;
+  const rotated = [...targets.slice(k), ...targets.slice(0, k)];
+  return slice % 2 === 0 ? rotated : rotated.reverse();
 }
 
 /**
@@ -84,7 +108,7 @@ function stormRooms(env: BenchEnv, kind: Kind, slice: number, rooms: number): st
  * workerd may be too busy (releasing a thousand sessions) to answer a stats read
  * in time: an unreadable poll is retried; null only when the last one failed.
  */
-async function waitGone(rooms: string[], kind: Kind, statsOf: StatsOf, maxMs: number): Promise<number | null> {
+async function waitGone(rooms: string[], kind: StormTarget, statsOf: StatsOf, maxMs: number): Promise<number | null> {
   const deadline = now() + maxMs;
   for (;;) {
     let held: number | null = 0;
@@ -101,10 +125,10 @@ async function waitGone(rooms: string[], kind: Kind, statsOf: StatsOf, maxMs: nu
   }
 }
 
-export type StatsOf = (kind: Kind, room: string) => Promise<RoomStatsView | null>;
+export type StatsOf = (kind: StormTarget, room: string) => Promise<RoomStatsView | null>;
 
 interface Acc {
-  kind: Kind;
+  kind: StormTarget;
   samples: Samples;
   attempted: number;
   connected: number;
@@ -153,15 +177,15 @@ async function oneStorm(env: BenchEnv, acc: Acc, slice: number, cfg: StormCfg, s
   }
 }
 
-/** Both targets, `cfg.slices` storms each, in ABBA order starting with `first`; `settle` runs before every storm. */
+/** Every target, `cfg.slices` storms each, in sliceOrder from `targets`' order; `settle` runs before every storm. */
 export async function stormInterleaved(
   env: BenchEnv,
   cfg: StormCfg,
-  first: Kind,
+  targets: readonly StormTarget[],
   settle: () => Promise<void>,
   statsOf: StatsOf,
 ): Promise<StormResult[]> {
-  const accs = (["gateway", "baseline"] as const).map(
+  const accs = targets.map(
     (kind): Acc => ({
       kind,
       samples: new Samples(cfg.sockets * cfg.slices),
@@ -177,10 +201,8 @@ export async function stormInterleaved(
       slices: [],
     }),
   );
-  const a = accs.find((x) => x.kind === first)!;
-  const b = accs.find((x) => x.kind !== first)!;
   for (let i = 0; i < cfg.slices; i++) {
-    for (const acc of i % 2 === 0 ? [a, b] : [b, a]) {
+    for (const acc of sliceOrder(accs, i)) {
       await settle();
       env.log(`storm ${i + 1}/${cfg.slices}: ${acc.kind}, ${cfg.sockets} sockets, ${cfg.concurrency} in flight, ${cfg.rooms} rooms`);
       await oneStorm(env, acc, i, cfg, statsOf);

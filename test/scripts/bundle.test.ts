@@ -1,7 +1,8 @@
 /**
  * The deployable bundle: built the way `wrangler deploy` builds it (the policy
  * compiler runs first, as wrangler's [build] command), and checked to contain
- * the compiled policies but no YAML parser or schema validator for them.
+ * the compiled policies but no YAML parser or schema validator for them, and
+ * nothing of the bench's partyserver peer.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
@@ -10,7 +11,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 describe("wrangler deploy --dry-run", () => {
-  it("bundles the compiled policies and no YAML parser", () => {
+  it("bundles the compiled policies, no YAML parser and no partyserver", () => {
     const out = mkdtempSync(join(tmpdir(), "wsprism-bundle-"));
     execFileSync("node_modules/.bin/wrangler", ["deploy", "--dry-run", "--outdir", out], {
       stdio: "pipe",
@@ -27,5 +28,10 @@ describe("wrangler deploy --dry-run", () => {
     }
     // Nor is the policy schema (it lives in src/policy/schema.ts, build-time only).
     expect(code).not.toContain("compilePolicies");
+    // Nor partyserver: a devDependency for the bench's peer (bench/entry.ts) only.
+    // Its header names are string literals, kept by any minifier.
+    for (const marker of ["x-partykit-props", "x-partykit-room"]) {
+      expect(code, marker).not.toContain(marker);
+    }
   });
 });
