@@ -18,8 +18,8 @@ export function tenantDirectory(env: Env, tenant: string) {
 export interface Admission {
   /** The upgrade did not happen: give back exactly what the admission took. Never throws. */
   undo(): Promise<void>;
-  /** The upgrade happened: close the sessions kick_oldest evicted (4004). Never throws. */
-  evict(): Promise<void>;
+  /** The upgrade happened: close the sessions kick_oldest evicted (4004). Never throws. Null when there are none. */
+  evict: (() => Promise<void>) | null;
 }
 
 const REFUSALS: Record<RefusalReason, () => Response> = {
@@ -64,11 +64,14 @@ export async function admitSession(
           log("warn", "governance.undo_failed", { trace_id: who.cid, tenant: t.id, error: String(err) });
         }
       },
-      evict: async () => {
-        await Promise.allSettled(
-          admitted.evicted.map((v) => env.ROOMS.get(env.ROOMS.idFromName(`${t.id}/${v.room}`)).replaceSession(v.sid, v.user)),
-        );
-      },
+      evict:
+        admitted.evicted.length === 0
+          ? null
+          : async () => {
+              await Promise.allSettled(
+                admitted.evicted.map((v) => env.ROOMS.get(env.ROOMS.idFromName(`${t.id}/${v.room}`)).replaceSession(v.sid, v.user)),
+              );
+            },
     },
   };
 }

@@ -110,7 +110,8 @@ async function checkAndRoute(c: Ctx, req: Request, protocols: string[], offered:
     return reject(res, "room");
   }
   // kick_oldest: the evicted sessions are closed only once this upgrade succeeded.
-  c.executionCtx.waitUntil(admitted.admission.evict());
+  const evict = admitted.admission.evict;
+  if (evict) c.executionCtx.waitUntil(evict());
   return res;
 }
 
