@@ -5,7 +5,7 @@
  * deeper than 64 levels (protocol/json.ts), is malformed: nothing is applied.
  */
 import { z } from "zod";
-import { ERROR_CODES, SID_RE, SVC_RE } from "../protocol/codes.ts";
+import { SID_RE, SVC_RE } from "../protocol/codes.ts";
 import { parseJson } from "../protocol/json.ts";
 
 const svc = z.string().regex(SVC_RE);
@@ -25,11 +25,15 @@ const Send = z.union([
   z.object({ action: z.literal("send"), user, svc, type: svc, data: z.unknown().optional() }),
   z.object({ action: z.literal("send"), sid, svc, type: svc, data: z.unknown().optional() }),
 ]);
+/** An origin's own reject code (SPEC section 6); the contract's codes match it too. */
+export const APP_CODE_RE = /^[A-Z][A-Z0-9_]{0,63}$/;
+// A reject fails closed: whatever its code and msg, the event is rejected. A code
+// that is not a well-formed one becomes ORIGIN_REJECTED, a bad msg the default.
 const Reject = z.object({
   action: z.literal("reject"),
   to: eventId,
-  code: z.enum(ERROR_CODES).default("ORIGIN_REJECTED"),
-  msg: z.string().max(500).default("rejected by origin"),
+  code: z.unknown().transform((c) => (typeof c === "string" && APP_CODE_RE.test(c) ? c : "ORIGIN_REJECTED")),
+  msg: z.unknown().transform((m) => (typeof m === "string" ? m.slice(0, 500) : "rejected by origin")),
 });
 const Kick = z.union([
   z.object({ action: z.literal("kick"), user, reason: z.string().max(200).default("kicked") }),

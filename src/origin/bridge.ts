@@ -15,7 +15,7 @@ import type { Env } from "../env.ts";
 import { readSecret } from "../env.ts";
 import { log } from "../observability/log.ts";
 import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
-import { relayFrame, sysFrame } from "../protocol/envelope.ts";
+import { errorFrame, relayFrame, sysFrame } from "../protocol/envelope.ts";
 import { readBoundedText } from "../protocol/http.ts";
 import type { AlarmMux } from "../room/alarms.ts";
 import type { RoomApi } from "../room/context.ts";
@@ -247,7 +247,7 @@ export class OriginBridge {
         rejected.add(ev.event_id);
         for (const ws of this.socketsOf(ev.sid)) {
           const att = this.host.members.get(ws);
-          if (att) this.host.sendError(ws, att, a.code, a.msg, ev.seq ?? undefined);
+          if (att) safeSend(ws, errorFrame(a.code, a.msg, ev.seq ?? undefined, att.trace));
         }
         return;
       }

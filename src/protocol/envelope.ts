@@ -95,7 +95,8 @@ export function sysFrame(type: string, data: unknown, traceId?: string): string 
   );
 }
 
-export function errorFrame(code: ErrorCode, msg: string, seq?: number, traceId?: string): string {
+/** `code`: a contract code, or an origin's own (a `reject` action's, `^[A-Z][A-Z0-9_]{0,63}$`). */
+export function errorFrame(code: ErrorCode | (string & {}), msg: string, seq?: number, traceId?: string): string {
   return sysFrame("error", seq === undefined ? { code, msg } : { code, msg, seq }, traceId);
 }
 

@@ -102,6 +102,19 @@ describe("webhooks", () => {
     expect(a.inbox.filter((m) => m.kind === "text" && m.json.type === "ack")).toEqual([]);
   });
 
+  it("an application reject code reaches the sender; a malformed one still rejects, as ORIGIN_REJECTED (fails closed)", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1);
+    await script(room, [{ rejectMessages: { code: "BANNED_WORD", msg: "no spam" } }, { rejectMessages: { code: "not-a-code!", msg: "x" } }], { status: 200 });
+    a.send(chat(11, { msg: "spam" }));
+    expect((await a.nextOf("sys", "error")).data).toEqual({ code: "BANNED_WORD", msg: "no spam", seq: 11 });
+    a.send(chat(12, { msg: "spam again" }));
+    expect((await a.nextOf("sys", "error")).data).toMatchObject({ code: "ORIGIN_REJECTED", seq: 12 });
+    await a.quiet(200);
+    expect(a.inbox.filter((m) => m.kind === "text" && m.json.type === "ack")).toEqual([]); // never an ack for either
+  });
+
   it("other 4xx: not retried, the sender gets ORIGIN_REJECTED with its seq", async () => {
     const room = uniqueRoom();
     const a = await join("alice", room);
