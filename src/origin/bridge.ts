@@ -186,16 +186,28 @@ export class OriginBridge {
     for (const r of rows) {
       if (r.kind !== "message") continue;
       const seq = r.seq ?? undefined;
-      for (const ws of this.socketsOf(r.sid)) {
+      for (const ws of this.senderOf(r)) {
         const att = this.host.members.get(ws);
         if (att) this.host.sendError(ws, att, code, msg, seq);
       }
     }
   }
 
-  private socketsOf(sid: string): WebSocket[] {
+  /**
+   * The socket that sent an event, if it is still connected: answers (reply,
+   * reject, acks, errors) go to that connection only (SPEC section 6), never to
+   * whoever holds the sid now. The connection is the event's trace id (minted
+   * per upgrade).
+   */
+  private senderOf(r: OutboxRow): WebSocket[] {
+    let cid: unknown;
+    try {
+      cid = (JSON.parse(r.event) as { trace_id?: unknown }).trace_id;
+    } catch {
+      return [];
+    }
     const out: WebSocket[] = [];
-    for (const [ws, att] of this.host.members.all()) if (att.sid === sid) out.push(ws);
+    for (const [ws, att] of this.host.members.all()) if (att.sid === r.sid && att.trace === cid) out.push(ws);
     return out;
   }
 
@@ -217,7 +229,7 @@ export class OriginBridge {
     for (const r of rows) {
       if (r.ack !== 1 || rejected.has(r.event_id) || r.seq === null) continue;
       const frame = sysFrame("ack", { seq: r.seq });
-      for (const ws of this.socketsOf(r.sid)) safeSend(ws, frame);
+      for (const ws of this.senderOf(r)) safeSend(ws, frame);
     }
   }
 
@@ -227,7 +239,7 @@ export class OriginBridge {
         const ev = byId.get(a.to);
         if (!ev) return; // an unknown event: ignored
         const frame = relayFrame(a.svc, a.type, meta.room, a.data, ORIGIN_SENDER);
-        for (const ws of this.socketsOf(ev.sid)) safeSend(ws, frame);
+        for (const ws of this.senderOf(ev)) safeSend(ws, frame);
         return;
       }
       case "broadcast":
@@ -245,7 +257,7 @@ export class OriginBridge {
         const ev = byId.get(a.to);
         if (!ev) return;
         rejected.add(ev.event_id);
-        for (const ws of this.socketsOf(ev.sid)) {
+        for (const ws of this.senderOf(ev)) {
           const att = this.host.members.get(ws);
           if (att) safeSend(ws, errorFrame(a.code, a.msg, ev.seq ?? undefined, att.trace));
         }

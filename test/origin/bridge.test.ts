@@ -115,6 +115,29 @@ describe("webhooks", () => {
     expect(a.inbox.filter((m) => m.kind === "text" && m.json.type === "ack")).toEqual([]); // never an ack for either
   });
 
+  it("answers go to the connection that sent the event, never to another user who took its sid since", async () => {
+    const room = uniqueRoom();
+    const sid = `taken-${room}`;
+    const a = await join("alice", room, sid);
+    await waitForLog(room, (l) => l.length === 1);
+    // The first attempt fails, so the answer comes after alice has left and bob holds her sid.
+    await script(room, [{ status: 500 }], { rejectMessages: { code: "BANNED_WORD", msg: "for alice only" } });
+    a.send(chat(7, { msg: "spam" }));
+    await waitForLog(room, (l) => l.length >= 2);
+    a.close();
+    await a.closed();
+    let bob = null;
+    for (let i = 0; i < 40 && !bob; i++) {
+      bob = await join("bob", room, sid).catch(() => null); // 400 until the directory released alice's row
+      if (!bob) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(bob).not.toBeNull();
+    await waitForLog(room, (l) => l.filter((e) => e.json?.events?.some((ev: { kind: string }) => ev.kind === "message")).length >= 2, 8000);
+    await new Promise((r) => setTimeout(r, 300));
+    const sys = bob!.inbox.filter((m) => m.kind === "text" && m.json.svc === "sys" && (m.json.type === "error" || m.json.type === "ack"));
+    expect(sys).toEqual([]);
+  });
+
   it("other 4xx: not retried, the sender gets ORIGIN_REJECTED with its seq", async () => {
     const room = uniqueRoom();
     const a = await join("alice", room);
