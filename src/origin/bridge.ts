@@ -22,7 +22,7 @@ import type { RoomApi } from "../room/context.ts";
 import { deliverMessage, kick, ORIGIN_SENDER } from "../room/deliver.ts";
 import { safeSend } from "../room/members.ts";
 import { parseActions, type OriginAction } from "./actions.ts";
-import { Outbox, type BatchState, type OriginEvent, type OutboxRow } from "./outbox.ts";
+import { Outbox, type BatchState, type OriginEvent, type OutboxRow, type PushResult } from "./outbox.ts";
 import { newMessageId, webhookHeaders } from "./sign.ts";
 
 type OriginService = Extract<CompiledService, { kind: "origin" }>;
@@ -65,11 +65,12 @@ export class OriginBridge {
    * Queue an event for `svc`. Returns false when the room's outbox is full.
    * The row is written to storage before the caller answers anyone.
    */
-  enqueue(svc: string, service: OriginService, event: OriginEvent, ack: boolean): boolean {
+  enqueue(svc: string, service: OriginService, event: OriginEvent, ack: boolean): PushResult {
     const now = Date.now();
-    if (!this.outbox.push(svc, event, ack, now)) return false;
+    const pushed = this.outbox.push(svc, event, ack, now);
+    if (pushed !== "ok") return pushed;
     if (!this.outbox.current()) this.host.alarms.scheduleBy(OUTBOX_ALARM, now + service.batch_ms);
-    return true;
+    return "ok";
   }
 
   /** Alarm entry point: deliver batches until the queue is empty or must wait. */

@@ -5,9 +5,25 @@
  * keeps its webhook id across retries.
  */
 
-/** Per room: beyond these, new events are refused with RESOURCE_EXHAUSTED. */
+/** Per room: beyond these, new messages are refused with RESOURCE_EXHAUSTED. */
 export const OUTBOX_MAX_EVENTS = 10_000;
 export const OUTBOX_MAX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Fair share (SPEC section 6): one session holds at most a quarter of the room's
+ * outbox, and `open`/`close` events always get in: they may use twice the
+ * messages' bounds (the storage's hard bound), which messages never reach.
+ */
+export interface OutboxLimits {
+  events: number;
+  bytes: number;
+}
+export const DEFAULT_OUTBOX_LIMITS: OutboxLimits = { events: OUTBOX_MAX_EVENTS, bytes: OUTBOX_MAX_BYTES };
+const SESSION_SHARE = 4;
+const LIFECYCLE_FACTOR = 2;
+
+/** `ok`, or why an event was refused. */
+export type PushResult = "ok" | "room_full" | "session_share";
 
 export type EventKind = "open" | "close" | "message";
 
@@ -54,6 +70,10 @@ export class Outbox {
   private readonly storage: DurableObjectStorage;
   private ready = false;
   private totals: { events: number; bytes: number } | null = null;
+  /** Messages and their bytes waiting per sid (bounded by the rows), for the fair share. */
+  private perSid: Map<string, { events: number; bytes: number }> | null = null;
+  /** Tests may lower them on a live object. */
+  limits: OutboxLimits = DEFAULT_OUTBOX_LIMITS;
 
   constructor(storage: DurableObjectStorage) {
     this.storage = storage;
@@ -89,12 +109,29 @@ export class Outbox {
     return this.totals;
   }
 
-  /** Append an event; false when the room's outbox is full. Written before anyone is answered. */
-  push(svc: string, event: OriginEvent, ack: boolean, now: number): boolean {
+  private sessions(): Map<string, { events: number; bytes: number }> {
+    if (!this.perSid) {
+      this.perSid = new Map();
+      for (const r of this.sql.exec<{ sid: string; c: number; b: number }>("SELECT sid, COUNT(*) AS c, SUM(bytes) AS b FROM outbox WHERE kind = 'message' GROUP BY sid")) {
+        this.perSid.set(r.sid, { events: r.c, bytes: r.b });
+      }
+    }
+    return this.perSid;
+  }
+
+  /** Append an event, or say why not. Written before anyone is answered. */
+  push(svc: string, event: OriginEvent, ack: boolean, now: number): PushResult {
     const json = JSON.stringify(event);
     const bytes = json.length;
     const size = this.size();
-    if (size.events + 1 > OUTBOX_MAX_EVENTS || size.bytes + bytes > OUTBOX_MAX_BYTES) return false;
+    const { events: maxEvents, bytes: maxBytes } = this.limits;
+    const mine = this.sessions().get(event.sid) ?? { events: 0, bytes: 0 };
+    if (event.kind === "message") {
+      if (size.events + 1 > maxEvents || size.bytes + bytes > maxBytes) return "room_full";
+      if (mine.events + 1 > maxEvents / SESSION_SHARE || mine.bytes + bytes > maxBytes / SESSION_SHARE) return "session_share";
+    } else if (size.events + 1 > maxEvents * LIFECYCLE_FACTOR || size.bytes + bytes > maxBytes * LIFECYCLE_FACTOR) {
+      return "room_full";
+    }
     this.sql.exec(
       "INSERT INTO outbox (svc, event_id, kind, sid, seq, ack, event, bytes, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       svc,
@@ -109,7 +146,8 @@ export class Outbox {
     );
     size.events += 1;
     size.bytes += bytes;
-    return true;
+    if (event.kind === "message") this.sessions().set(event.sid, { events: mine.events + 1, bytes: mine.bytes + bytes });
+    return "ok";
   }
 
   head(): OutboxRow | undefined {
@@ -152,6 +190,18 @@ export class Outbox {
 
   /** Drop a finished batch (delivered, rejected or given up). */
   finish(batchId: string): void {
+    if (this.perSid) {
+      for (const r of this.sql.exec<{ sid: string; c: number; b: number }>(
+        "SELECT sid, COUNT(*) AS c, SUM(bytes) AS b FROM outbox WHERE batch = ? AND kind = 'message' GROUP BY sid",
+        batchId,
+      )) {
+        const m = this.perSid.get(r.sid);
+        if (!m) continue;
+        m.events -= r.c;
+        m.bytes -= r.b;
+        if (m.events <= 0) this.perSid.delete(r.sid);
+      }
+    }
     const gone = this.sql
       .exec<{ c: number; b: number }>("SELECT COUNT(*) AS c, COALESCE(SUM(bytes), 0) AS b FROM outbox WHERE batch = ?", batchId)
       .one();

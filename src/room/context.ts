@@ -1,5 +1,5 @@
 /** What the lane handlers (ext.ts, hot.ts) may use of the room object. */
-import type { OriginEvent } from "../origin/outbox.ts";
+import type { OriginEvent, PushResult } from "../origin/outbox.ts";
 import type { Counters } from "../observability/metrics.ts";
 import type { CompiledService, TenantPolicy } from "../policy/index.ts";
 import type { ErrorCode } from "../protocol/codes.ts";
@@ -17,8 +17,8 @@ export interface RoomApi {
   sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void;
   /** Close a member with a contract close code, with presence and cleanup. */
   closeMember(ws: WebSocket, code: number, reason: string): void;
-  /** Queue an event for an origin service (durably). False when the room's outbox is full. */
-  originEvent(svc: string, service: Extract<CompiledService, { kind: "origin" }>, event: OriginEvent, ack: boolean): boolean;
+  /** Queue an event for an origin service (durably): "ok", or why it was refused (fair share, full). */
+  originEvent(svc: string, service: Extract<CompiledService, { kind: "origin" }>, event: OriginEvent, ack: boolean): PushResult;
   /** `sys:refresh` with a new ticket. */
   refresh(ws: WebSocket, att: Attachment, t: TenantPolicy, ticket: unknown, seq: number | undefined, ack: boolean): Promise<void>;
   /** Count a policy decision (`wsprism_policy_decisions_total`). */

@@ -85,9 +85,12 @@ export function handleExt(
   };
   if (env.seq !== undefined) event.seq = env.seq;
   if (env.data !== undefined) event.data = env.data;
-  if (!room.originEvent(env.svc, service, event, parsed.ack)) {
-    room.decision(t, "ext", "deny", "outbox_full");
-    room.sendError(ws, att, "RESOURCE_EXHAUSTED", "the room's outbox is full; retry later", env.seq);
+  const pushed = room.originEvent(env.svc, service, event, parsed.ack);
+  if (pushed !== "ok") {
+    const share = pushed === "session_share";
+    room.decision(t, "ext", "deny", share ? "outbox_share" : "outbox_full");
+    const why = share ? "this session holds a quarter of the room's outbox already" : "the room's outbox is full";
+    room.sendError(ws, att, "RESOURCE_EXHAUSTED", `${why}; retry later`, env.seq);
     return;
   }
   room.decision(t, "ext", "allow", "ok");

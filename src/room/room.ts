@@ -16,7 +16,7 @@ import { configureLogs, log } from "../observability/log.ts";
 import { Counters } from "../observability/metrics.ts";
 import { METRICS_ALARM, RoomMetrics } from "../observability/aggregator.ts";
 import { OriginBridge, OUTBOX_ALARM, type BridgeHost, type RoomMeta } from "../origin/bridge.ts";
-import type { OriginEvent } from "../origin/outbox.ts";
+import type { OriginEvent, PushResult } from "../origin/outbox.ts";
 import { newMessageId } from "../origin/sign.ts";
 import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
 import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
@@ -334,7 +334,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     return (this.metaCache ??= this.ctx.storage.kv.get<RoomMeta>(META_KEY));
   }
 
-  originEvent(svc: string, service: Extract<CompiledService, { kind: "origin" }>, event: OriginEvent, ack: boolean): boolean {
+  originEvent(svc: string, service: Extract<CompiledService, { kind: "origin" }>, event: OriginEvent, ack: boolean): PushResult {
     return this.bridge.enqueue(svc, service, event, ack);
   }
 
@@ -377,7 +377,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
         ts: Date.now(),
         trace_id: att.trace,
       };
-      if (!this.bridge.enqueue(svc, service, event, false)) {
+      if (this.bridge.enqueue(svc, service, event, false) !== "ok") {
         this.counters.inc("wsprism_origin_dead_letters_total", { tenant: t.id, svc });
         log("error", "origin.outbox_full", { trace_id: att.trace, tenant: t.id, room: att.room, sid: att.sid, svc, kind });
       }
