@@ -3,9 +3,14 @@
  * at-least-once delivery from the durable outbox (outbox.ts), driven by the
  * room's alarm so retries survive eviction and restarts.
  *
- *  - One request in flight per room; events go out in the order accepted.
- *  - A batch: up to `batch_max` consecutive events of one service, sent once the
- *    oldest has waited `batch_ms`. Its webhook id is kept across retries.
+ *  - One stream per (room, service): one request in flight each, events in the
+ *    order accepted; a slow or failing service never delays another.
+ *  - An idle stream sends at once (after `batch_ms`, default 0, if set); events
+ *    that arrive while its request is in flight share the next one, up to
+ *    `batch_max`. A batch keeps its webhook id across retries.
+ *  - Each stream has its own alarm deadline (`outbox/<svc>`): its retry time, or
+ *    its lease while a request is in flight, so that a request lost with the
+ *    object is retried after an eviction.
  *  - 2xx: actions applied, `sys.ack` to senders that asked. 5xx/408/429/timeout/
  *    network: retried with exponential backoff and full jitter for `retry_for_s`,
  *    then given up (ORIGIN_UNAVAILABLE + dead letter). Other statuses: not
@@ -27,7 +32,16 @@ import { newMessageId, webhookHeaders } from "./sign.ts";
 
 type OriginService = Extract<CompiledService, { kind: "origin" }>;
 
+/** Alarm names: `outbox/<svc>` per stream. A deadline named `outbox` alone (before streams) resumes them all. */
 export const OUTBOX_ALARM = "outbox";
+const streamAlarm = (svc: string) => `${OUTBOX_ALARM}/${svc}`;
+
+/** The streams an alarm's due names ask to run: null = none, "all" = every stream with events. */
+export function dueStreams(due: string[]): string[] | "all" | null {
+  if (due.includes(OUTBOX_ALARM)) return "all";
+  const svcs = due.filter((n) => n.startsWith(`${OUTBOX_ALARM}/`)).map((n) => n.slice(OUTBOX_ALARM.length + 1));
+  return svcs.length > 0 ? svcs : null;
+}
 /** Largest origin answer read; a larger one counts as an invalid answer. */
 export const MAX_ANSWER_BYTES = 1024 * 1024;
 const BACKOFF_BASE_MS = 500;
@@ -53,7 +67,8 @@ export class OriginBridge {
   readonly outbox: Outbox;
   private readonly host: BridgeHost;
   private readonly env: Env;
-  private running = false;
+  /** Streams with a run in progress in this instance (after a wake: none; their alarms resume them). */
+  private readonly active = new Set<string>();
 
   constructor(host: BridgeHost, storage: DurableObjectStorage, env: Env) {
     this.host = host;
@@ -62,68 +77,78 @@ export class OriginBridge {
   }
 
   /**
-   * Queue an event for `svc`. Returns false when the room's outbox is full.
-   * The row is written to storage before the caller answers anyone.
+   * Queue an event for `svc`: "ok", or why it was refused. The row is written to
+   * storage before the caller answers anyone (and before any POST goes out: the
+   * runtime's output gate holds requests until earlier writes are durable).
    */
   enqueue(svc: string, service: OriginService, event: OriginEvent, ack: boolean): PushResult {
-    const now = Date.now();
-    const pushed = this.outbox.push(svc, event, ack, now);
+    const pushed = this.outbox.push(svc, event, ack, Date.now());
     if (pushed !== "ok") return pushed;
-    if (!this.outbox.current()) this.host.alarms.scheduleBy(OUTBOX_ALARM, now + service.batch_ms);
+    // A stream in flight takes this event with its next batch.
+    if (this.active.has(svc)) return "ok";
+    if (service.batch_ms > 0) this.host.alarms.scheduleBy(streamAlarm(svc), Date.now() + service.batch_ms);
+    else void this.runStream(svc); // idle: send at once
     return "ok";
   }
 
-  /** Alarm entry point: deliver batches until the queue is empty or must wait. */
-  async run(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
+  /** Alarm entry point: resume these streams (or all with events). */
+  async run(which: string[] | "all"): Promise<void> {
+    const svcs = which === "all" ? this.outbox.streams() : which;
+    await Promise.all(svcs.map((svc) => this.runStream(svc)));
+  }
+
+  /** Deliver a stream's batches until it is empty or must wait; never throws. */
+  private async runStream(svc: string): Promise<void> {
+    if (this.active.has(svc)) return;
+    this.active.add(svc);
     try {
       for (let i = 0; i < MAX_BATCHES_PER_RUN; i++) {
-        const wait = await this.step();
+        const wait = await this.step(svc);
         if (wait === null) {
-          this.host.alarms.clear(OUTBOX_ALARM); // queue empty: no alarm left for it
+          this.host.alarms.clear(streamAlarm(svc)); // stream empty: no alarm left for it
           return;
         }
         if (wait > 0) {
-          this.host.alarms.schedule(OUTBOX_ALARM, Date.now() + wait);
+          this.host.alarms.schedule(streamAlarm(svc), Date.now() + wait);
           return;
         }
       }
-      this.host.alarms.schedule(OUTBOX_ALARM, Date.now());
+      this.host.alarms.schedule(streamAlarm(svc), Date.now()); // yield, then go on
+    } catch (err) {
+      this.host.counters.inc("wsprism_internal_errors_total", {});
+      log("error", "origin.stream_failed", { trace_id: "-", svc, error: String(err) });
+      this.host.alarms.schedule(streamAlarm(svc), Date.now() + BACKOFF_BASE_MS);
     } finally {
-      this.running = false;
+      this.active.delete(svc);
     }
   }
 
-  /** One batch: null = nothing to do; >0 = try again in that many ms; 0 = continue. */
-  private async step(): Promise<number | null> {
+  /** One batch of a stream: null = nothing to do; >0 = try again in that many ms; 0 = continue. */
+  private async step(svc: string): Promise<number | null> {
     const meta = this.host.meta();
     const t = meta ? getTenant(meta.tenant) : undefined;
-    let batch = this.outbox.current();
+    const service = t?.serviceMap.get(svc);
+    let batch = this.outbox.current(svc);
     const now = Date.now();
     if (!batch) {
-      const head = this.outbox.head();
-      if (!head) return null;
-      const service = t?.serviceMap.get(head.svc);
+      const run = this.outbox.headRun(svc, service?.kind === "origin" ? service.batch_max : 1000);
+      if (run.length === 0) return null;
       if (!meta || !t || !service || service.kind !== "origin") {
         // The policy no longer routes this service to an origin: give its events up.
-        const rows = this.outbox.headRun(1000);
         const id = newMessageId();
-        this.outbox.seal(rows, id, now);
-        this.giveUp(t, head.svc, id, rows, "service no longer routed to an origin");
+        this.outbox.seal(run, id, now);
+        this.giveUp(t, svc, id, run, "service no longer routed to an origin");
         return 0;
       }
-      const run = this.outbox.headRun(service.batch_max);
       const due = run[0]!.created + service.batch_ms;
       if (run.length < service.batch_max && due > now) return due - now;
       batch = this.outbox.seal(run, newMessageId(), now);
     } else if (!meta || !t) {
-      this.giveUp(t, batch.svc, batch.id, this.outbox.rows(batch.id), "tenant no longer configured");
+      this.giveUp(t, svc, batch.id, this.outbox.rows(batch.id), "tenant no longer configured");
       return 0;
     }
-    const service = t.serviceMap.get(batch.svc);
     if (!service || service.kind !== "origin") {
-      this.giveUp(t, batch.svc, batch.id, this.outbox.rows(batch.id), "service no longer routed to an origin");
+      this.giveUp(t, svc, batch.id, this.outbox.rows(batch.id), "service no longer routed to an origin");
       return 0;
     }
     return this.attempt(t, meta!, batch, service);
@@ -132,7 +157,7 @@ export class OriginBridge {
   private async attempt(t: TenantPolicy, meta: RoomMeta, batch: BatchState, service: OriginService): Promise<number> {
     const rows = this.outbox.rows(batch.id);
     if (rows.length === 0) {
-      this.outbox.finish(batch.id);
+      this.outbox.finish(batch.svc, batch.id);
       return 0;
     }
     const body = `{"tenant":${JSON.stringify(meta.tenant)},"room":${JSON.stringify(meta.room)},"events":[${rows.map((r) => r.event).join(",")}]}`;
@@ -140,18 +165,18 @@ export class OriginBridge {
     this.outbox.update(batch);
     // Lease: if the object dies mid-request, the alarm fires again after the timeout
     // and the batch is retried with the same webhook id.
-    this.host.alarms.schedule(OUTBOX_ALARM, Date.now() + service.timeout_ms + LEASE_MARGIN_MS);
+    this.host.alarms.schedule(streamAlarm(batch.svc), Date.now() + service.timeout_ms + LEASE_MARGIN_MS);
     if (batch.attempts > 1) this.host.counters.inc("wsprism_origin_retries_total", { tenant: t.id, svc: batch.svc });
     const outcome = await post(this.env, service, batch.id, body);
     this.host.counters.inc("wsprism_origin_requests_total", { tenant: t.id, svc: batch.svc, outcome: outcome.kind });
 
     if (outcome.kind === "ok") {
-      this.outbox.finish(batch.id);
+      this.outbox.finish(batch.svc, batch.id);
       this.applyAnswer(t, meta, batch, rows, outcome.body);
       return 0;
     }
     if (outcome.kind === "rejected") {
-      this.outbox.finish(batch.id);
+      this.outbox.finish(batch.svc, batch.id);
       log("warn", "origin.rejected", { trace_id: batch.id, tenant: t.id, room: meta.room, svc: batch.svc, status: outcome.status });
       this.notifySenders(rows, "ORIGIN_REJECTED", `origin answered ${outcome.status}`);
       return 0;
@@ -176,7 +201,7 @@ export class OriginBridge {
   }
 
   private giveUp(t: TenantPolicy | undefined, svc: string, batchId: string, rows: OutboxRow[], why: string): void {
-    this.outbox.finish(batchId);
+    this.outbox.finish(svc, batchId);
     this.host.counters.inc("wsprism_origin_dead_letters_total", { tenant: t?.id ?? "-", svc }, rows.length);
     log("error", "origin.dead_letter", { trace_id: batchId, tenant: t?.id, svc, events: rows.length, why });
     this.notifySenders(rows, "ORIGIN_UNAVAILABLE", "origin unavailable; event given up");

@@ -1,8 +1,9 @@
 /**
  * The durable outbox: accepted ext events waiting for their origin, in the room
- * object's SQLite storage. One queue per room (events go out in order); a batch
- * is a run of consecutive events of one service at the head of the queue, and
- * keeps its webhook id across retries.
+ * object's SQLite storage. One stream per service (SPEC section 6): a service's
+ * events go out in the order accepted, independently of the room's other
+ * services. A batch is the first unsent events of one stream, and keeps its
+ * webhook id across retries.
  */
 
 /** Per room: beyond these, new messages are refused with RESOURCE_EXHAUSTED. */
@@ -64,7 +65,10 @@ export interface BatchState {
   attempts: number;
 }
 
-const BATCH_KEY = "outbox:batch";
+/** Batch state per stream (service names come from the policy: bounded). */
+const BATCH_PREFIX = "outbox:batch:";
+/** Before streams, one batch per room lived here; read once and moved. */
+const LEGACY_BATCH_KEY = "outbox:batch";
 
 export class Outbox {
   private readonly storage: DurableObjectStorage;
@@ -95,6 +99,12 @@ export class Outbox {
         batch TEXT
       )`);
       this.storage.sql.exec("CREATE INDEX IF NOT EXISTS outbox_batch ON outbox(batch)");
+      this.storage.sql.exec("CREATE INDEX IF NOT EXISTS outbox_stream ON outbox(svc, n)");
+      const legacy = this.storage.kv.get<BatchState>(LEGACY_BATCH_KEY);
+      if (legacy) {
+        this.storage.kv.put(BATCH_PREFIX + legacy.svc, legacy);
+        this.storage.kv.delete(LEGACY_BATCH_KEY);
+      }
       this.ready = true;
     }
     return this.storage.sql;
@@ -150,38 +160,34 @@ export class Outbox {
     return "ok";
   }
 
-  head(): OutboxRow | undefined {
-    return this.sql.exec<OutboxRow>("SELECT * FROM outbox ORDER BY n LIMIT 1").toArray()[0];
+  /** Services with events waiting (after a wake, every stream to resume). */
+  streams(): string[] {
+    return this.sql.exec<{ svc: string }>("SELECT DISTINCT svc FROM outbox").toArray().map((r) => r.svc);
   }
 
-  /** How many events of `svc` wait at the head, up to `max` (a run unbroken by other services). */
-  headRun(max: number): OutboxRow[] {
-    const rows = this.sql.exec<OutboxRow>("SELECT * FROM outbox ORDER BY n LIMIT ?", max).toArray();
-    const first = rows[0];
-    if (!first) return [];
-    const run: OutboxRow[] = [];
-    for (const r of rows) {
-      if (r.svc !== first.svc) break;
-      run.push(r);
-    }
-    return run;
+  /** The first unsent events of a stream, up to `max`, in order. */
+  headRun(svc: string, max: number): OutboxRow[] {
+    return this.sql.exec<OutboxRow>("SELECT * FROM outbox WHERE svc = ? AND batch IS NULL ORDER BY n LIMIT ?", svc, max).toArray();
   }
 
-  current(): BatchState | undefined {
-    return this.storage.kv.get<BatchState>(BATCH_KEY);
+  /** The stream's batch in flight (or waiting for its retry). */
+  current(svc: string): BatchState | undefined {
+    void this.sql; // runs the schema setup (and the legacy batch's move) first
+    return this.storage.kv.get<BatchState>(BATCH_PREFIX + svc);
   }
 
-  /** Seal the head run into a batch with a stable webhook id. */
+  /** Seal a stream's head run into a batch with a stable webhook id. */
   seal(rows: OutboxRow[], id: string, now: number): BatchState {
+    const svc = rows[0]!.svc;
     const last = rows[rows.length - 1]!;
-    this.sql.exec("UPDATE outbox SET batch = ? WHERE n BETWEEN ? AND ?", id, rows[0]!.n, last.n);
-    const state: BatchState = { id, svc: rows[0]!.svc, first: now, attempts: 0 };
-    this.storage.kv.put(BATCH_KEY, state);
+    this.sql.exec("UPDATE outbox SET batch = ? WHERE svc = ? AND batch IS NULL AND n BETWEEN ? AND ?", id, svc, rows[0]!.n, last.n);
+    const state: BatchState = { id, svc, first: now, attempts: 0 };
+    this.storage.kv.put(BATCH_PREFIX + svc, state);
     return state;
   }
 
   update(state: BatchState): void {
-    this.storage.kv.put(BATCH_KEY, state);
+    this.storage.kv.put(BATCH_PREFIX + state.svc, state);
   }
 
   rows(batchId: string): OutboxRow[] {
@@ -189,7 +195,7 @@ export class Outbox {
   }
 
   /** Drop a finished batch (delivered, rejected or given up). */
-  finish(batchId: string): void {
+  finish(svc: string, batchId: string): void {
     if (this.perSid) {
       for (const r of this.sql.exec<{ sid: string; c: number; b: number }>(
         "SELECT sid, COUNT(*) AS c, SUM(bytes) AS b FROM outbox WHERE batch = ? AND kind = 'message' GROUP BY sid",
@@ -206,7 +212,8 @@ export class Outbox {
       .exec<{ c: number; b: number }>("SELECT COUNT(*) AS c, COALESCE(SUM(bytes), 0) AS b FROM outbox WHERE batch = ?", batchId)
       .one();
     this.sql.exec("DELETE FROM outbox WHERE batch = ?", batchId);
-    this.storage.kv.delete(BATCH_KEY);
+    const state = this.storage.kv.get<BatchState>(BATCH_PREFIX + svc);
+    if (state?.id === batchId) this.storage.kv.delete(BATCH_PREFIX + svc);
     if (this.totals) {
       this.totals.events -= gone.c;
       this.totals.bytes -= gone.b;

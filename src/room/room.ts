@@ -15,7 +15,7 @@ import type { Env } from "../env.ts";
 import { configureLogs, log } from "../observability/log.ts";
 import { Counters } from "../observability/metrics.ts";
 import { METRICS_ALARM, RoomMetrics } from "../observability/aggregator.ts";
-import { OriginBridge, OUTBOX_ALARM, type BridgeHost, type RoomMeta } from "../origin/bridge.ts";
+import { dueStreams, OriginBridge, type BridgeHost, type RoomMeta } from "../origin/bridge.ts";
 import type { OriginEvent, PushResult } from "../origin/outbox.ts";
 import { newMessageId } from "../origin/sign.ts";
 import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
@@ -279,7 +279,8 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     try {
       const due = this.alarms.takeDue(Date.now());
       if (due.includes(HOUSEKEEPING_ALARM)) await runHousekeeping(this);
-      if (due.includes(OUTBOX_ALARM)) await this.bridge.run();
+      const streams = dueStreams(due);
+      if (streams) await this.bridge.run(streams);
       if (due.includes(METRICS_ALARM)) await this.metrics.flush();
     } catch (err) {
       this.counters.inc("wsprism_internal_errors_total", {});

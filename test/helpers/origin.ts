@@ -16,10 +16,11 @@ export interface Step {
   rejectMessages?: { code: string; msg: string };
 }
 
-export async function script(room: string, responses: Step[], dflt?: Step): Promise<void> {
+/** Script the origin's answers for a room (or, with `path`, for one service's URL path in it). */
+export async function script(room: string, responses: Step[], dflt?: Step, path?: string): Promise<void> {
   const res = await fetch("http://origin.test/__control/script", {
     method: "POST",
-    body: JSON.stringify({ room, responses, default: dflt ?? null }),
+    body: JSON.stringify({ room, path, responses, default: dflt ?? null }),
   });
   if (!res.ok) throw new Error("origin control failed");
 }
