@@ -261,6 +261,21 @@ describe("online / offline", () => {
     expect(client.status).toBe("open");
   });
 
+  it("pings an open connection on a network change, so a dead one is found within pongTimeoutMs", async () => {
+    const network = new FakeNetwork();
+    const { client, sockets, closes, connect } = setup({ network, heartbeatMs: 60_000, pongTimeoutMs: 1_000 });
+    const s = await connect();
+    s.recv("pong"); // answers the ping at open
+    network.set(false);
+    expect(s.pings()).toBe(2);
+    await vi.advanceTimersByTimeAsync(1_000); // no pong: the socket was dead
+    expect(closes).toEqual([{ code: 4000, reason: "pong timeout", willReconnect: true }]);
+    expect(sockets).toHaveLength(1); // offline: no attempt
+    network.set(true);
+    await connect();
+    expect(client.status).toBe("open");
+  });
+
   it("removes its listeners on close()", async () => {
     const network = new FakeNetwork();
     const { client, connect } = setup({ network });
