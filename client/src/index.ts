@@ -28,6 +28,22 @@ import {
   type InboundHotFrame,
 } from "./codec.js";
 import { Emitter, safeCall } from "./emitter.js";
+import type {
+  AuthedInfo,
+  ClientEvents,
+  CloseInfo,
+  ErrorInfo,
+  HotHandler,
+  Member,
+  MessageHandler,
+  NetworkLike,
+  PresenceEvent,
+  Status,
+  TicketResult,
+  WebSocketCtor,
+  WebSocketLike,
+  WsPrismClientOptions,
+} from "./types.js";
 
 export { backoffCeiling, backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
 export {
@@ -42,116 +58,32 @@ export {
 } from "./codec.js";
 export { Emitter } from "./emitter.js";
 
+export type * from "./types.js";
+
 /** The subprotocol of the v1 wire contract. */
 export const SUBPROTOCOL = "wsprism.v1";
 
 /**
- * Close codes after which the client does not reconnect:
- * 1000 normal (e.g. after `room:leave`), 1008 policy, 4001 auth expired (the
- * refresh did not happen or was refused), 4003 kicked, 4004 session replaced.
+ * Close codes after which the client does not reconnect (unless `shouldReconnect`
+ * says otherwise): 1000 normal (e.g. after `room:leave`), 1008 policy, 4001 auth
+ * expired (the refresh did not happen or was refused), 4003 kicked, 4004 session
+ * replaced, and the gateway's permanent refusals 4000 + HTTP status (SPEC section 2):
+ * 4400 BAD_REQUEST / UNKNOWN_TENANT, 4401 AUTH_FAILED, 4403 NOT_ALLOWED,
+ * 4409 TOO_MANY_SESSIONS. A new ticket would not change their answer.
  */
-export const TERMINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1008, 4001, 4003, 4004]);
+export const TERMINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1008, 4001, 4003, 4004, 4400, 4401, 4403, 4409]);
 
-/** Close code the SDK uses (and reports) when a `pong` did not arrive in time. */
-export const CLOSE_PONG_TIMEOUT = 4000;
-
-// --- WebSocket abstraction ---------------------------------------------------
-
-/** The subset of the WHATWG WebSocket the client uses. */
-export interface WebSocketLike {
-  readonly readyState: number;
-  binaryType: string;
-  send(data: string | Uint8Array<ArrayBuffer>): void;
-  close(code?: number, reason?: string): void;
-  onopen: ((ev: any) => unknown) | null;
-  onmessage: ((ev: any) => unknown) | null;
-  onclose: ((ev: any) => unknown) | null;
-  onerror: ((ev: any) => unknown) | null;
-}
-
-export type WebSocketCtor = new (url: string, protocols?: string[]) => WebSocketLike;
+/**
+ * Close code the SDK uses (and reports) when it gives up waiting: no `pong` in
+ * time (reason `pong timeout`), no `authed` in time (`connect timeout`), or a
+ * manual `reconnect()` (`reconnect`). Browsers only let a page close with 1000
+ * or 3000-4999.
+ */
+export const CLOSE_TIMEOUT = 4000;
+/** @deprecated the same as CLOSE_TIMEOUT. */
+export const CLOSE_PONG_TIMEOUT = CLOSE_TIMEOUT;
 
 const WS_OPEN = 1;
-
-// --- Public types --------------------------------------------------------------
-
-export type Status = "connecting" | "open" | "reconnecting" | "closed";
-
-export interface AuthedInfo {
-  tenant: string;
-  user: string;
-  sid: string;
-  room: string;
-  slot: number;
-}
-
-export interface PresenceEvent {
-  event: "join" | "leave";
-  user: string;
-  sid: string;
-  slot: number;
-}
-
-export interface ErrorInfo {
-  code: string;
-  msg: string;
-  seq?: number;
-}
-
-export interface CloseInfo {
-  code: number;
-  reason: string;
-  willReconnect: boolean;
-}
-
-export interface Member {
-  user: string;
-  sid: string;
-}
-
-export interface ClientEvents {
-  authed: AuthedInfo;
-  presence: PresenceEvent;
-  /** The room's members changed: the full list after `authed` (presence sync), then every join and leave. */
-  members: ReadonlyMap<number, Member>;
-  error: ErrorInfo;
-  kicked: { reason: string };
-  close: CloseInfo;
-  status: Status;
-}
-
-export type MessageHandler<T = any> = (data: T, envelope: Envelope<T>) => void;
-/** `seq` is null when the sender did not set one. `payload` is a view into the received buffer. */
-export type HotHandler = (sender: number, payload: Uint8Array, seq: number | null) => void;
-
-export interface WsPrismClientOptions {
-  /** Gateway base URL, `ws(s)://host` (the path defaults to `/v1/ws`; `http(s)` is accepted too). */
-  url: string;
-  tenant: string;
-  room: string;
-  /** Session id to use (`^[A-Za-z0-9_-]{1,64}$`); by default the gateway's, kept from the first `authed`. */
-  sid?: string;
-  /** A ticket for the next connection attempt or refresh; called every time. */
-  getTicket: () => Promise<string> | string;
-  /** Interval of the `ping` heartbeat, ms (0 disables it). Default 10000. */
-  heartbeatMs?: number;
-  /** Close and reconnect when `pong` does not arrive within this, ms. Default 5000. */
-  pongTimeoutMs?: number;
-  /** Reconnect backoff: `random(0, min(maxMs, baseMs * 2^attempt))`. Default {baseMs: 250, maxMs: 15000}. */
-  backoff?: BackoffOptions;
-  /** Ext messages held while offline; beyond it `send` throws QUEUE_FULL. Default 256. */
-  maxQueue?: number;
-  /** An acked `send` rejects with ACK_TIMEOUT after this, ms. Default 10000. */
-  ackTimeoutMs?: number;
-  /** With a JWT ticket, send `sys:refresh` this long before its `exp`, ms. Default 30000. */
-  refreshBeforeExpMs?: number;
-  /** Connect from the constructor (on a microtask, so listeners added right after see every event). Default true. */
-  autoConnect?: boolean;
-  /** WebSocket constructor (default: the global one). For tests and non-standard runtimes. */
-  WebSocket?: WebSocketCtor;
-  /** Random source of the backoff jitter, in [0, 1). Default Math.random. */
-  random?: () => number;
-}
 
 /** An error of the SDK or of the gateway, with the contract's (or the SDK's) code. */
 export class WsPrismError extends Error {
@@ -203,10 +135,14 @@ export class WsPrismClient {
   /** Room members by slot: yourself (from `authed`), everyone already there (the presence sync), then joins and leaves. */
   readonly members = new Map<number, Member>();
 
-  private readonly opts: Required<Omit<WsPrismClientOptions, "sid" | "WebSocket" | "backoff">> & {
+  private readonly opts: Required<Omit<WsPrismClientOptions, "sid" | "WebSocket" | "backoff" | "shouldReconnect" | "maxFrameBytes" | "network" | "debug">> & {
     backoff: BackoffOptions;
+    shouldReconnect: (close: { code: number; reason: string }) => boolean;
+    maxFrameBytes: number;
   };
   private readonly Ctor: WebSocketCtor | undefined;
+  private readonly net: NetworkLike | null;
+  private readonly log: ((...args: unknown[]) => void) | null;
   private readonly events = new Emitter<ClientEvents>();
   private readonly messageHandlers = new Map<string, Set<MessageHandler>>();
   private readonly hotHandlers = new Map<string, Set<HotHandler>>();
@@ -217,22 +153,28 @@ export class WsPrismClient {
   private gen = 0;
   /** Set by close() and terminal closes: no reconnect. */
   private stopped: boolean;
+  /** Failed attempts since the last `authed`: the backoff exponent, and what maxRetries bounds. */
   private attempts = 0;
   private everAuthed = false;
   private _sid: string | undefined;
   private _session: AuthedInfo | null = null;
-  /** Ticket of the current connection (or of the last accepted refresh). */
+  private _lastClose: CloseInfo | null = null;
+  private _lastError: ErrorInfo | null = null;
+  /** Ticket of the current connection (or of the last accepted refresh), and its exp (unix s) if known. */
   private ticket: string | null = null;
+  private ticketExp: number | null = null;
   private seq = 0;
   private readonly queue: Outgoing[] = [];
   private readonly pending = new Map<number, Pending>();
 
   private reconnectTimer: Timer | null = null;
+  private connectTimer: Timer | null = null;
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private pongTimer: Timer | null = null;
   private refreshTimer: Timer | null = null;
   private pingSentAt: number | null = null;
   private _rtt: number | null = null;
+  private watching = false;
 
   constructor(options: WsPrismClientOptions) {
     if (!options || typeof options.getTicket !== "function") throw new TypeError("getTicket is required");
@@ -243,8 +185,12 @@ export class WsPrismClient {
       getTicket: options.getTicket,
       heartbeatMs: options.heartbeatMs ?? 10_000,
       pongTimeoutMs: options.pongTimeoutMs ?? 5_000,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       backoff: options.backoff ?? {},
+      maxRetries: options.maxRetries ?? Infinity,
+      shouldReconnect: options.shouldReconnect ?? ((c) => !TERMINAL_CLOSE_CODES.has(c.code)),
       maxQueue: options.maxQueue ?? 256,
+      maxFrameBytes: options.maxFrameBytes ?? 0,
       ackTimeoutMs: options.ackTimeoutMs ?? 10_000,
       refreshBeforeExpMs: options.refreshBeforeExpMs ?? 30_000,
       autoConnect: options.autoConnect ?? true,
@@ -253,14 +199,19 @@ export class WsPrismClient {
     this._sid = options.sid;
     this.Ctor = options.WebSocket ?? ((globalThis as { WebSocket?: unknown }).WebSocket as WebSocketCtor | undefined);
     if (!this.Ctor) throw new TypeError("no global WebSocket: pass the WebSocket option");
+    this.net = options.network === undefined ? browserNetwork() : options.network;
+    const debug = options.debug;
+    this.log = debug === true ? (...a) => console.debug("[wsprism]", ...a) : typeof debug === "function" ? debug : null;
     this.buildUrl("x"); // throws early on a malformed url
-    if (this.opts.autoConnect) {
-      this._status = "connecting";
-      this.stopped = false;
-      queueMicrotask(() => void this.open());
-    } else {
-      this._status = "closed";
-      this.stopped = true;
+    const auto = this.opts.autoConnect;
+    this._status = auto ? "connecting" : "closed";
+    this.stopped = !auto;
+    if (auto) {
+      queueMicrotask(() => {
+        if (this.stopped) return; // close() came first
+        this.watchNetwork(true);
+        void this.open();
+      });
     }
   }
 
@@ -290,6 +241,16 @@ export class WsPrismClient {
     return this.queue.length;
   }
 
+  /** The last `close` event (why the client is reconnecting or stopped), null before the first. */
+  get lastClose(): CloseInfo | null {
+    return this._lastClose;
+  }
+
+  /** The last `error` event (e.g. the gateway's AUTH_FAILED before a 4401 close), null before the first. */
+  get lastError(): ErrorInfo | null {
+    return this._lastError;
+  }
+
   // --- Events ------------------------------------------------------------------
 
   on<K extends keyof ClientEvents>(event: K, fn: (payload: ClientEvents[K]) => void): () => void {
@@ -310,9 +271,20 @@ export class WsPrismClient {
 
   /** Start connecting (after `autoConnect: false`, or again after a terminal close or `close()`). */
   connect(): void {
-    if (!this.stopped) return;
+    if (this.stopped) this.reconnect();
+  }
+
+  /**
+   * Connect again now: the current connection (if any) is closed (4000
+   * `reconnect`, reported as a `close` event), the backoff wait skipped and the
+   * retry count reset. Works after a terminal close or `close()` too.
+   */
+  reconnect(): void {
+    const ws = this.ws;
+    if (ws) this.drop(ws, CLOSE_TIMEOUT, "reconnect", true);
     this.stopped = false;
     this.attempts = 0;
+    this.watchNetwork(true);
     this.setStatus(this.everAuthed ? "reconnecting" : "connecting");
     void this.open();
   }
@@ -324,21 +296,9 @@ export class WsPrismClient {
   close(code = 1000, reason = "client closed"): void {
     if (this.stopped && this._status === "closed") return;
     this.stopped = true;
-    this.gen++;
-    this.clearTimer("reconnectTimer");
     const ws = this.ws;
-    if (ws) {
-      this.detach();
-      try {
-        ws.close(code, reason);
-      } catch {
-        /* already closing */
-      }
-    }
-    this.rejectPending("CLOSED", "client closed");
-    this.rejectQueue("CLOSED", "client closed");
-    if (ws) this.events.emit("close", { code, reason, willReconnect: false });
-    this.setStatus("closed");
+    if (ws) this.drop(ws, code, reason, false);
+    this.stop("client closed");
   }
 
   // --- Ext lane ----------------------------------------------------------------------
@@ -346,12 +306,14 @@ export class WsPrismClient {
   /**
    * Send an ext message. Assigns the next `seq`. With `ack: true` the promise
    * resolves on `sys.ack` for that seq and rejects (a WsPrismError with `.code`)
-   * on a `sys.error` for it, after `ackTimeoutMs` (ACK_TIMEOUT), or when the
-   * socket closes first (DISCONNECTED). Without ack it resolves at once.
+   * on a `sys.error` for it (RATE_LIMITED, PAYLOAD_TOO_LARGE, NOT_ALLOWED…), after
+   * `ackTimeoutMs` (ACK_TIMEOUT), or when the socket closes first (DISCONNECTED).
+   * Without ack it resolves at once.
    *
    * While not connected the message is queued (up to `maxQueue`) and flushed in
    * order after the next `authed`. Throws synchronously: BAD_REQUEST (bad svc/type,
-   * `sys`, data not JSON), QUEUE_FULL, CLOSED (after `close()` or a terminal close).
+   * `sys`, data not JSON), PAYLOAD_TOO_LARGE (over `maxFrameBytes`), QUEUE_FULL,
+   * CLOSED (after `close()` or a terminal close).
    */
   send(svc: string, type: string, data?: unknown, opts: { ack?: boolean } = {}): Promise<void> {
     if (!NAME_RE.test(svc) || !NAME_RE.test(type)) {
@@ -370,6 +332,11 @@ export class WsPrismClient {
       text = encodeEnvelope(svc, type, seq, data, ack);
     } catch (err) {
       throw new WsPrismError("BAD_REQUEST", `data is not JSON-serialisable: ${errMsg(err)}`);
+    }
+    // The gateway closes a connection (1009) on a frame over its limit: refuse it here instead.
+    const max = this.opts.maxFrameBytes;
+    if (max > 0 && text.length * 3 > max && new TextEncoder().encode(text).length > max) {
+      throw new WsPrismError("PAYLOAD_TOO_LARGE", `message over maxFrameBytes (${max})`);
     }
     this.seq = seq;
     const out: Outgoing = { seq, text, ack };
@@ -414,7 +381,13 @@ export class WsPrismClient {
   private setStatus(s: Status): void {
     if (this._status === s) return;
     this._status = s;
+    this.log?.("status", s);
     this.events.emit("status", s);
+  }
+
+  private emitError(info: ErrorInfo): void {
+    this._lastError = info;
+    this.events.emit("error", info);
   }
 
   private buildUrl(ticket: string): { url: string; protocols: string[] } {
@@ -434,32 +407,58 @@ export class WsPrismClient {
     return { url: u.toString(), protocols: [SUBPROTOCOL] };
   }
 
-  /** One connection attempt: a fresh ticket, then a socket. */
+  /**
+   * One connection attempt: a fresh ticket, then a socket, within
+   * `connectTimeoutMs` up to `authed`. Not while the browser says it is offline:
+   * the `online` event starts it.
+   */
   private async open(): Promise<void> {
     if (this.stopped) return;
+    this.clearTimer("reconnectTimer");
     const gen = ++this.gen;
-    let ticket: string;
+    if (this.net && !this.net.onLine) {
+      this.log?.("offline: waiting for the online event");
+      return;
+    }
+    this.log?.("attempt", this.attempts + 1);
+    this.clearTimer("connectTimer");
+    this.connectTimer = setTimeout(() => {
+      this.connectTimer = null;
+      if (gen !== this.gen) return;
+      const ws = this.ws;
+      if (ws) this.drop(ws, CLOSE_TIMEOUT, "connect timeout");
+      else {
+        this.gen++; // the ticket, if it ever comes, is not used
+        this.failedAttempt("TICKET_FAILED", "getTicket() timed out");
+      }
+    }, this.opts.connectTimeoutMs);
+    let ticket: { t: string; exp: number | null };
     try {
-      ticket = await this.opts.getTicket();
-      if (typeof ticket !== "string" || ticket === "") throw new TypeError("getTicket() gave no ticket");
+      ticket = readTicket(await this.opts.getTicket());
     } catch (err) {
-      if (gen !== this.gen || this.stopped) return;
-      this.events.emit("error", { code: "TICKET_FAILED", msg: errMsg(err) });
-      this.scheduleReconnect();
+      if (gen === this.gen && !this.stopped) this.failedAttempt("TICKET_FAILED", errMsg(err));
       return;
     }
     if (gen !== this.gen || this.stopped) return;
     let ws: WebSocketLike;
     try {
-      const { url, protocols } = this.buildUrl(ticket);
+      const { url, protocols } = this.buildUrl(ticket.t);
       ws = new this.Ctor!(url, protocols);
     } catch (err) {
-      this.events.emit("error", { code: "CONNECT_FAILED", msg: errMsg(err) });
-      this.scheduleReconnect();
+      this.failedAttempt("CONNECT_FAILED", errMsg(err));
       return;
     }
-    this.ticket = ticket;
+    this.ticket = ticket.t;
+    this.ticketExp = ticket.exp;
     this.attach(ws);
+  }
+
+  /** An attempt that ended before it had a socket: report it, then retry or stop. */
+  private failedAttempt(code: string, msg: string): void {
+    this.clearTimer("connectTimer");
+    this.emitError({ code, msg });
+    if (this.attempts < this.opts.maxRetries) this.scheduleReconnect();
+    else this.stop(`gave up after ${this.attempts + 1} attempts`);
   }
 
   private attach(ws: WebSocketLike): void {
@@ -506,12 +505,34 @@ export class WsPrismClient {
     ws.onclose = (ev: { code?: number; reason?: string }) => {
       inOrder(() => this.handleClose(ws, ev?.code ?? 1006, ev?.reason ?? ""));
     };
+    // An `error` always means a failed connection (browsers report 1006 after it).
+    // Node 22's global WebSocket fires no `close` at all after a failed handshake,
+    // so the error itself ends the attempt; a later close event is ignored.
     ws.onerror = () => {
-      /* a close event follows */
+      inOrder(() => {
+        if (this.ws === ws) this.drop(ws, 1006, "connection failed");
+      });
     };
   }
 
-  /** Stop using the current socket: handlers, heartbeat, refresh. */
+  /**
+   * Stop using a socket: close it (when it is not closed already), report the
+   * close, and reconnect (`again`: forced; default: the reconnect rules) or not.
+   */
+  private drop(ws: WebSocketLike, code: number, reason: string, again?: boolean): void {
+    // Handlers off first: Node's WebSocket fires `error` again, synchronously, from close().
+    this.handleClose(ws, code, reason, again);
+    if (ws.readyState < 2) {
+      try {
+        // 1006 cannot be sent: the runtime picks the code for a socket that never opened.
+        ws.close(code === 1006 ? undefined : code, code === 1006 ? undefined : reason);
+      } catch {
+        /* already closing */
+      }
+    }
+  }
+
+  /** Stop using the current socket: handlers, heartbeat, timers. */
   private detach(): void {
     const ws = this.ws;
     this.ws = null;
@@ -519,25 +540,40 @@ export class WsPrismClient {
       ws.onopen = null;
       ws.onmessage = null;
       ws.onclose = null;
-      ws.onerror = null;
+      // Not null: the `ws` package throws an `error` nobody listens to (e.g. when a
+      // socket is closed before its handshake ended).
+      ws.onerror = () => {};
     }
     this.stopHeartbeat();
     this.clearTimer("refreshTimer");
+    this.clearTimer("connectTimer");
   }
 
-  private handleClose(ws: WebSocketLike, code: number, reason: string): void {
+  private handleClose(ws: WebSocketLike, code: number, reason: string, again?: boolean): void {
     if (this.ws !== ws) return;
     this.detach();
-    this.rejectPending("DISCONNECTED", "the connection closed before the ack");
-    const willReconnect = !this.stopped && !TERMINAL_CLOSE_CODES.has(code);
-    this.events.emit("close", { code, reason, willReconnect });
-    if (!willReconnect) {
-      this.stopped = true;
-      this.rejectQueue("CLOSED", `connection closed for good (${code})`);
-      this.setStatus("closed");
-      return;
-    }
-    this.scheduleReconnect();
+    this.rejectPending(this.stopped ? "CLOSED" : "DISCONNECTED", "the connection closed before the ack");
+    const willReconnect =
+      again ?? (!this.stopped && this.attempts < this.opts.maxRetries && this.opts.shouldReconnect({ code, reason }));
+    const info: CloseInfo = { code, reason, willReconnect };
+    this._lastClose = info;
+    this.log?.("close", code, reason, willReconnect ? "(will reconnect)" : "(stays closed)");
+    this.events.emit("close", info);
+    if (again !== undefined) return; // reconnect() and close() go on by themselves
+    if (willReconnect) this.scheduleReconnect();
+    else this.stop(`connection closed for good (${code})`);
+  }
+
+  /** No more attempts: reject what waits, forget the network, status "closed". */
+  private stop(why: string): void {
+    this.stopped = true;
+    this.gen++;
+    this.clearTimer("reconnectTimer");
+    this.clearTimer("connectTimer");
+    this.watchNetwork(false);
+    this.rejectPending("CLOSED", why);
+    this.rejectQueue("CLOSED", why);
+    this.setStatus("closed");
   }
 
   private scheduleReconnect(): void {
@@ -545,10 +581,39 @@ export class WsPrismClient {
     this.setStatus("reconnecting");
     this.clearTimer("reconnectTimer");
     const delay = backoffDelay(this.attempts++, this.opts.backoff, this.opts.random);
+    this.log?.("retry", this.attempts, "in", delay, "ms");
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       void this.open();
     }, delay);
+  }
+
+  // --- Online / offline ----------------------------------------------------------------
+
+  private readonly onOnline = (): void => {
+    this.log?.("online");
+    if (this.isOpen()) this.checkAlive();
+    // Waiting for the backoff or paused offline: try now.
+    else if (!this.stopped && !this.ws) void this.open();
+  };
+
+  /** Offline: the socket may be dead (or not: loopback, LAN). A ping finds out within pongTimeoutMs. */
+  private readonly onOffline = (): void => {
+    this.log?.("offline");
+    this.checkAlive();
+  };
+
+  private checkAlive(): void {
+    if (this.opts.heartbeatMs > 0) this.ping();
+  }
+
+  private watchNetwork(on: boolean): void {
+    const net = this.net;
+    if (!net || on === this.watching) return;
+    this.watching = on;
+    const method = on ? "addEventListener" : "removeEventListener";
+    net[method]("online", this.onOnline);
+    net[method]("offline", this.onOffline);
   }
 
   // --- Heartbeat ----------------------------------------------------------------------
@@ -598,14 +663,8 @@ export class WsPrismClient {
     }
     this.pongTimer = setTimeout(() => {
       this.pongTimer = null;
-      if (this.ws !== ws) return;
       // The socket may be dead without a close event for a long time: stop using it now.
-      try {
-        ws.close(CLOSE_PONG_TIMEOUT, "pong timeout");
-      } catch {
-        /* ignore */
-      }
-      this.handleClose(ws, CLOSE_PONG_TIMEOUT, "pong timeout");
+      if (this.ws === ws) this.drop(ws, CLOSE_TIMEOUT, "pong timeout");
     }, this.opts.pongTimeoutMs);
   }
 
@@ -659,7 +718,7 @@ export class WsPrismClient {
           const info: ErrorInfo = { code: String(data.code ?? "INTERNAL"), msg: String(data.msg ?? "") };
           if (typeof data.seq === "number") info.seq = data.seq;
           if (info.seq !== undefined) this.settle(info.seq, new WsPrismError(info.code, info.msg, info.seq));
-          this.events.emit("error", info);
+          this.emitError(info);
           break;
         }
         case "kicked":
@@ -681,6 +740,7 @@ export class WsPrismClient {
     this._sid ??= sid; // reused on reconnects: the new connection replaces the old session
     this.attempts = 0;
     this.everAuthed = true;
+    this.clearTimer("connectTimer");
     this.members.clear();
     this.members.set(slot, { user, sid });
     // "open" before the flush (so the flush writes to the socket), announced after
@@ -688,6 +748,7 @@ export class WsPrismClient {
     this._status = "open";
     this.flushQueue();
     this.scheduleRefresh();
+    this.log?.("status", "open");
     this.events.emit("status", "open");
     this.events.emit("authed", info);
   }
@@ -759,68 +820,93 @@ export class WsPrismClient {
 
   // --- Ticket refresh ----------------------------------------------------------------
 
-  /** With a JWT ticket: refresh `refreshBeforeExpMs` before `exp` (or at half the remaining life when shorter). */
+  /**
+   * Refresh the ticket of the live connection now: `getTicket()`, then
+   * `sys:refresh` with an ack. Resolves once the gateway accepted it (the new
+   * ticket's `exp` then schedules the next automatic refresh); rejects with the
+   * gateway's code (AUTH_FAILED…), REFRESH_FAILED (getTicket failed), or
+   * DISCONNECTED / CLOSED when there is no live connection (the next one gets
+   * a fresh ticket anyway).
+   */
+  async refresh(): Promise<void> {
+    const ws = this.ws;
+    const gone = () => new WsPrismError(this.stopped ? "CLOSED" : "DISCONNECTED", "no live connection to refresh");
+    if (!ws || !this.isOpen()) throw gone();
+    let ticket: { t: string; exp: number | null };
+    try {
+      ticket = readTicket(await this.opts.getTicket());
+    } catch (err) {
+      this.emitError({ code: "REFRESH_FAILED", msg: errMsg(err) });
+      throw new WsPrismError("REFRESH_FAILED", errMsg(err));
+    }
+    if (this.ws !== ws || !this.isOpen()) throw gone();
+    const seq = ++this.seq;
+    const text = JSON.stringify({ v: 1, svc: "sys", type: "refresh", flags: EXT_FLAG_ACK, seq, data: { ticket: ticket.t } });
+    await new Promise<void>((resolve, reject) => this.transmit({ seq, text, ack: true, resolve, reject }));
+    this.log?.("ticket refreshed");
+    if (this.ws !== ws) return;
+    this.ticket = ticket.t;
+    this.ticketExp = ticket.exp;
+    this.scheduleRefresh();
+  }
+
+  /** With a known `exp`: refresh `refreshBeforeExpMs` before it (or at half the remaining life when shorter). */
   private scheduleRefresh(): void {
     this.clearTimer("refreshTimer");
-    const exp = this.ticket === null ? null : jwtExp(this.ticket);
+    const exp = this.ticketExp;
     if (exp === null) return;
     const left = exp * 1000 - Date.now();
     let delay = left - this.opts.refreshBeforeExpMs;
     if (delay < 0) delay = Math.max(1000, left / 2);
-    this.refreshTimer = setTimeout(() => {
-      this.refreshTimer = null;
-      void this.refresh();
-    }, Math.min(delay, MAX_TIMER_MS));
+    this.refreshLater(Math.min(delay, MAX_TIMER_MS));
   }
 
-  private async refresh(): Promise<void> {
+  private refreshLater(delay: number): void {
     const ws = this.ws;
-    if (!ws || !this.isOpen()) return;
-    let ticket: string;
-    try {
-      ticket = await this.opts.getTicket();
-      if (typeof ticket !== "string" || ticket === "") throw new TypeError("getTicket() gave no ticket");
-    } catch (err) {
-      if (this.ws !== ws) return;
-      this.events.emit("error", { code: "REFRESH_FAILED", msg: errMsg(err) });
-      this.retryRefresh();
-      return;
-    }
-    if (this.ws !== ws || !this.isOpen()) return;
-    const seq = ++this.seq;
-    const text = JSON.stringify({ v: 1, svc: "sys", type: "refresh", flags: EXT_FLAG_ACK, seq, data: { ticket } });
-    const done = new Promise<void>((resolve, reject) => this.transmit({ seq, text, ack: true, resolve, reject }));
-    done.then(
-      () => {
-        if (this.ws !== ws) return;
-        this.ticket = ticket;
-        this.scheduleRefresh();
-      },
-      () => {
-        // A sys.error is reported as an `error` event already; DISCONNECTED needs nothing.
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      // A sys.error or REFRESH_FAILED was reported as an `error` event already.
+      this.refresh().catch(() => {
         if (this.ws === ws) this.retryRefresh();
-      },
-    );
+      });
+    }, delay);
   }
 
   /** After a failed refresh: try again in 1–5 s while the current ticket is still valid. */
   private retryRefresh(): void {
     this.clearTimer("refreshTimer");
-    const exp = this.ticket === null ? null : jwtExp(this.ticket);
+    const exp = this.ticketExp;
     if (exp === null) return;
     const left = exp * 1000 - Date.now();
-    if (left <= 0) return;
-    this.refreshTimer = setTimeout(() => {
-      this.refreshTimer = null;
-      void this.refresh();
-    }, Math.max(1000, Math.min(5000, left / 2)));
+    if (left > 0) this.refreshLater(Math.max(1000, Math.min(5000, left / 2)));
   }
 
-  private clearTimer(name: "reconnectTimer" | "pongTimer" | "refreshTimer"): void {
+  private clearTimer(name: "reconnectTimer" | "connectTimer" | "pongTimer" | "refreshTimer"): void {
     const t = this[name];
     if (t !== null) clearTimeout(t);
     this[name] = null;
   }
+}
+
+/** The ticket and its exp: the one getTicket() gave, else a JWT's own. */
+function readTicket(v: TicketResult): { t: string; exp: number | null } {
+  const t = typeof v === "string" ? v : v?.ticket;
+  if (typeof t !== "string" || t === "") throw new TypeError("getTicket() gave no ticket");
+  const exp = typeof v === "object" && typeof v.exp === "number" && Number.isFinite(v.exp) ? v.exp : jwtExp(t);
+  return { t, exp };
+}
+
+/** The browser's online/offline signal; null where there is none (Node, workers). */
+function browserNetwork(): NetworkLike | null {
+  const g = globalThis as { navigator?: { onLine?: unknown }; addEventListener?: unknown; removeEventListener?: unknown };
+  if (typeof g.navigator?.onLine !== "boolean" || typeof g.addEventListener !== "function") return null;
+  return {
+    get onLine() {
+      return g.navigator!.onLine !== false;
+    },
+    addEventListener: (type, fn) => (g.addEventListener as EventTarget["addEventListener"])(type, fn),
+    removeEventListener: (type, fn) => (g.removeEventListener as EventTarget["removeEventListener"])(type, fn),
+  };
 }
 
 function isU8(n: number): boolean {

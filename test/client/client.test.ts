@@ -1,121 +1,9 @@
 /** @wsprism/client against a scripted fake WebSocket, with fake timers. */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import {
-  WsPrismClient,
-  WsPrismError,
-  type CloseInfo,
-  type Status,
-  type WebSocketLike,
-  type WsPrismClientOptions,
-} from "../../client/src/index.ts";
+import { WsPrismError } from "../../client/src/index.ts";
 import { encodeOutbound } from "../../src/protocol/hot.ts";
 import { encodeBatches } from "../../src/room/state.ts";
-
-/** A scripted socket: the test plays the gateway. */
-class FakeSocket implements WebSocketLike {
-  readyState = 0;
-  binaryType = "blob";
-  readonly url: string;
-  readonly protocols: string[] | undefined;
-  readonly sent: Array<string | Uint8Array> = [];
-  closedWith: { code?: number; reason?: string } | null = null;
-  onopen: ((ev: any) => unknown) | null = null;
-  onmessage: ((ev: any) => unknown) | null = null;
-  onclose: ((ev: any) => unknown) | null = null;
-  onerror: ((ev: any) => unknown) | null = null;
-
-  constructor(url: string, protocols?: string[]) {
-    this.url = url;
-    this.protocols = protocols;
-  }
-
-  send(data: string | Uint8Array): void {
-    if (this.readyState !== 1) throw new Error("InvalidStateError");
-    this.sent.push(data);
-  }
-  /** Like a dead network: no close event comes back. */
-  close(code?: number, reason?: string): void {
-    this.closedWith = { code, reason };
-    this.readyState = 2;
-  }
-
-  // --- the gateway's side ---
-  open(): void {
-    this.readyState = 1;
-    this.onopen?.({});
-  }
-  recv(data: unknown): void {
-    this.onmessage?.({ data });
-  }
-  sys(type: string, data: unknown): void {
-    this.recv(JSON.stringify({ v: 1, svc: "sys", type, data }));
-  }
-  authed(slot = 1, user = "alice", sid = "sid-a"): void {
-    this.sys("authed", { tenant: "acme", user, sid, room: "r1", slot });
-  }
-  drop(code = 1006, reason = ""): void {
-    this.readyState = 3;
-    this.onclose?.({ code, reason });
-  }
-  /** Text frames other than heartbeats, parsed. */
-  json(): any[] {
-    return this.sent.filter((d): d is string => typeof d === "string" && d !== "ping").map((d) => JSON.parse(d));
-  }
-  pings(): number {
-    return this.sent.filter((d) => d === "ping").length;
-  }
-  binary(): Uint8Array[] {
-    return this.sent.filter((d): d is Uint8Array => typeof d !== "string");
-  }
-  query(): URLSearchParams {
-    return new URL(this.url).searchParams;
-  }
-}
-
-function b64url(s: string): string {
-  return btoa(String.fromCharCode(...new TextEncoder().encode(s))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-function fakeJwt(claims: Record<string, unknown>): string {
-  return `${b64url(JSON.stringify({ alg: "HS256" }))}.${b64url(JSON.stringify(claims))}.sig`;
-}
-
-/** Let pending promises and microtasks run (getTicket, queueMicrotask). */
-const flush = () => vi.advanceTimersByTimeAsync(0);
-
-function setup(opts: Partial<WsPrismClientOptions> = {}) {
-  const sockets: FakeSocket[] = [];
-  class Ctor extends FakeSocket {
-    constructor(url: string, protocols?: string[]) {
-      super(url, protocols);
-      sockets.push(this);
-    }
-  }
-  let n = 0;
-  const getTicket = vi.fn(() => `t${++n}`);
-  const client = new WsPrismClient({
-    url: "wss://gw.example",
-    tenant: "acme",
-    room: "r1",
-    getTicket,
-    WebSocket: Ctor,
-    random: () => 0.5,
-    ...opts,
-  });
-  const statuses: Status[] = [];
-  const closes: CloseInfo[] = [];
-  client.on("status", (s) => statuses.push(s));
-  client.on("close", (c) => closes.push(c));
-  const last = () => sockets.at(-1)!;
-  /** Wait for the next socket, open it and send authed. */
-  const connect = async (slot = 1) => {
-    await flush();
-    const s = last();
-    s.open();
-    s.authed(slot);
-    return s;
-  };
-  return { client, sockets, getTicket, statuses, closes, last, connect };
-}
+import { fakeJwt, flush, setup } from "./fake.ts";
 
 beforeEach(() => {
   vi.useFakeTimers({ now: new Date("2026-01-01T00:00:00Z") });
@@ -625,6 +513,26 @@ describe("presence", () => {
     s.sys("presence", { event: "bogus", slot: 9 });
     expect(events).toHaveLength(5);
     expect(events[0]).toEqual({ event: "join", user: "bob", sid: "b1", slot: 2 });
+  });
+
+  it("lists those who were there before (presence sync) and keeps them across a reconnect", async () => {
+    const { client, connect } = setup();
+    const s = await connect(3);
+    const seen: number[][] = [];
+    client.on("members", (m) => seen.push([...m.keys()]));
+    s.sys("presence", { event: "sync", members: [{ user: "bob", sid: "b1", slot: 1 }, { user: "carol", sid: "c1", slot: 2 }] });
+    expect([...client.members]).toEqual([
+      [3, { user: "alice", sid: "sid-a" }],
+      [1, { user: "bob", sid: "b1" }],
+      [2, { user: "carol", sid: "c1" }],
+    ]);
+    s.drop(1006);
+    expect(client.members.size).toBe(3); // still the last known list while reconnecting
+    await vi.advanceTimersByTimeAsync(125);
+    const s2 = await connect(3);
+    s2.sys("presence", { event: "sync", members: [{ user: "bob", sid: "b1", slot: 1 }] }); // carol left meanwhile
+    expect([...client.members.keys()].sort()).toEqual([1, 3]);
+    expect(seen).toEqual([[3, 1, 2], [3, 1]]);
   });
 
   it("starts over from the new authed after a reconnect", async () => {

@@ -198,6 +198,23 @@ describe("SDK against the gateway", () => {
     await until(() => expect(queued).toEqual([{ n: "queued while offline" }]));
   });
 
+  it("lists the members who were there before (presence sync), and still after a reconnect", async () => {
+    const room = uniqueRoom("sdk");
+    const users = (c: WsPrismClient) => [...c.members.values()].map((m) => m.user).sort();
+    const alice = client({ room, getTicket: () => "dev:alice" });
+    const a = await authed(alice);
+    const sockets: Adapter[] = [];
+    const bob = client({ room, getTicket: () => "dev:bob", backoff: { baseMs: 20, maxMs: 50 } }, fetchSocket({}, sockets));
+    await authed(bob);
+    await until(() => expect(users(bob)).toEqual(["alice", "bob"])); // alice joined first
+    const again = authed(bob);
+    sockets[0]!.dropNetwork();
+    expect(bob.members.get(a.slot)?.user).toBe("alice"); // kept while reconnecting
+    await again;
+    await until(() => expect(users(bob)).toEqual(["alice", "bob"]));
+    await until(() => expect(users(alice)).toEqual(["alice", "bob"]));
+  });
+
   it("passes a JWT as a subprotocol and refreshes it before exp", async () => {
     const secret = new TextEncoder().encode(env.TEST_JWT_SECRET);
     const getTicket = vi.fn(() =>
