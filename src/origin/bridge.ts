@@ -49,6 +49,8 @@ const BACKOFF_MAX_MS = 30_000;
 /** Batches handled in one alarm run before yielding (the alarm re-fires at once). */
 const MAX_BATCHES_PER_RUN = 50;
 const LEASE_MARGIN_MS = 2_000;
+/** The longest `timeout_ms` a policy may set: the lease of a service the policy no longer knows. */
+const MAX_TIMEOUT_MS = 60_000;
 
 export interface RoomMeta {
   tenant: string;
@@ -94,7 +96,16 @@ export class OriginBridge {
   /** Alarm entry point: resume these streams (or all with events). */
   async run(which: string[] | "all"): Promise<void> {
     const svcs = which === "all" ? this.outbox.streams() : which;
+    // A stream whose request is still in flight here: its deadline fired early; move its lease on.
+    for (const svc of svcs) if (this.active.has(svc)) this.host.alarms.schedule(streamAlarm(svc), Date.now() + this.leaseMs(svc));
     await Promise.all(svcs.map((svc) => this.runStream(svc)));
+  }
+
+  /** How long a request of this stream may take before the alarm retries it. */
+  private leaseMs(svc: string): number {
+    const meta = this.host.meta();
+    const service = meta ? getTenant(meta.tenant)?.serviceMap.get(svc) : undefined;
+    return (service?.kind === "origin" ? service.timeout_ms : MAX_TIMEOUT_MS) + LEASE_MARGIN_MS;
   }
 
   /** Deliver a stream's batches until it is empty or must wait; never throws. */
@@ -157,26 +168,26 @@ export class OriginBridge {
   private async attempt(t: TenantPolicy, meta: RoomMeta, batch: BatchState, service: OriginService): Promise<number> {
     const rows = this.outbox.rows(batch.id);
     if (rows.length === 0) {
-      this.outbox.finish(batch.svc, batch.id);
+      this.outbox.finish(batch.svc, batch.id, rows);
       return 0;
     }
     const body = `{"tenant":${JSON.stringify(meta.tenant)},"room":${JSON.stringify(meta.room)},"events":[${rows.map((r) => r.event).join(",")}]}`;
     batch.attempts += 1;
-    this.outbox.update(batch);
-    // Lease: if the object dies mid-request, the alarm fires again after the timeout
-    // and the batch is retried with the same webhook id.
-    this.host.alarms.schedule(streamAlarm(batch.svc), Date.now() + service.timeout_ms + LEASE_MARGIN_MS);
+    // Lease: if the object dies mid-request, the stream's alarm fires after the
+    // timeout and the batch is retried with the same webhook id. An earlier
+    // deadline of the stream is kept: when it fires, run() moves it on.
+    this.host.alarms.scheduleBy(streamAlarm(batch.svc), Date.now() + this.leaseMs(batch.svc));
     if (batch.attempts > 1) this.host.counters.inc("wsprism_origin_retries_total", { tenant: t.id, svc: batch.svc });
     const outcome = await post(this.env, service, batch.id, body);
     this.host.counters.inc("wsprism_origin_requests_total", { tenant: t.id, svc: batch.svc, outcome: outcome.kind });
 
     if (outcome.kind === "ok") {
-      this.outbox.finish(batch.svc, batch.id);
+      this.outbox.finish(batch.svc, batch.id, rows);
       this.applyAnswer(t, meta, batch, rows, outcome.body);
       return 0;
     }
     if (outcome.kind === "rejected") {
-      this.outbox.finish(batch.svc, batch.id);
+      this.outbox.finish(batch.svc, batch.id, rows);
       log("warn", "origin.rejected", { trace_id: batch.id, tenant: t.id, room: meta.room, svc: batch.svc, status: outcome.status });
       this.notifySenders(rows, "ORIGIN_REJECTED", `origin answered ${outcome.status}`);
       return 0;
@@ -186,6 +197,7 @@ export class OriginBridge {
       this.giveUp(t, batch.svc, batch.id, rows, `retries exhausted (${outcome.why})`);
       return 0;
     }
+    this.outbox.update(batch); // the attempt count drives the backoff
     const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (batch.attempts - 1));
     const wait = Math.max(50, Math.round(backoff * (0.5 + Math.random() * 0.5)));
     log("warn", "origin.retry", {
@@ -201,7 +213,7 @@ export class OriginBridge {
   }
 
   private giveUp(t: TenantPolicy | undefined, svc: string, batchId: string, rows: OutboxRow[], why: string): void {
-    this.outbox.finish(svc, batchId);
+    this.outbox.finish(svc, batchId, rows);
     this.host.counters.inc("wsprism_origin_dead_letters_total", { tenant: t?.id ?? "-", svc }, rows.length);
     log("error", "origin.dead_letter", { trace_id: batchId, tenant: t?.id, svc, events: rows.length, why });
     this.notifySenders(rows, "ORIGIN_UNAVAILABLE", "origin unavailable; event given up");

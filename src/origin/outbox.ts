@@ -76,6 +76,8 @@ export class Outbox {
   private totals: { events: number; bytes: number } | null = null;
   /** Messages and their bytes waiting per sid (bounded by the rows), for the fair share. */
   private perSid: Map<string, { events: number; bytes: number }> | null = null;
+  /** Batch state per stream, cached (null: none). Keys are service names from the policy. */
+  private readonly batches = new Map<string, BatchState | null>();
   /** Tests may lower them on a live object. */
   limits: OutboxLimits = DEFAULT_OUTBOX_LIMITS;
 
@@ -170,10 +172,13 @@ export class Outbox {
     return this.sql.exec<OutboxRow>("SELECT * FROM outbox WHERE svc = ? AND batch IS NULL ORDER BY n LIMIT ?", svc, max).toArray();
   }
 
-  /** The stream's batch in flight (or waiting for its retry). */
+  /** The stream's batch in flight (or waiting for its retry); read from storage once per stream and instance. */
   current(svc: string): BatchState | undefined {
-    void this.sql; // runs the schema setup (and the legacy batch's move) first
-    return this.storage.kv.get<BatchState>(BATCH_PREFIX + svc);
+    if (!this.batches.has(svc)) {
+      void this.sql; // runs the schema setup (and the legacy batch's move) first
+      this.batches.set(svc, this.storage.kv.get<BatchState>(BATCH_PREFIX + svc) ?? null);
+    }
+    return this.batches.get(svc) ?? undefined;
   }
 
   /** Seal a stream's head run into a batch with a stable webhook id. */
@@ -183,9 +188,11 @@ export class Outbox {
     this.sql.exec("UPDATE outbox SET batch = ? WHERE svc = ? AND batch IS NULL AND n BETWEEN ? AND ?", id, svc, rows[0]!.n, last.n);
     const state: BatchState = { id, svc, first: now, attempts: 0 };
     this.storage.kv.put(BATCH_PREFIX + svc, state);
+    this.batches.set(svc, state);
     return state;
   }
 
+  /** Persist a batch's attempt count (before a retry: a lost count only restarts the backoff). */
   update(state: BatchState): void {
     this.storage.kv.put(BATCH_PREFIX + state.svc, state);
   }
@@ -194,29 +201,24 @@ export class Outbox {
     return this.sql.exec<OutboxRow>("SELECT * FROM outbox WHERE batch = ? ORDER BY n", batchId).toArray();
   }
 
-  /** Drop a finished batch (delivered, rejected or given up). */
-  finish(svc: string, batchId: string): void {
-    if (this.perSid) {
-      for (const r of this.sql.exec<{ sid: string; c: number; b: number }>(
-        "SELECT sid, COUNT(*) AS c, SUM(bytes) AS b FROM outbox WHERE batch = ? AND kind = 'message' GROUP BY sid",
-        batchId,
-      )) {
-        const m = this.perSid.get(r.sid);
-        if (!m) continue;
-        m.events -= r.c;
-        m.bytes -= r.b;
-        if (m.events <= 0) this.perSid.delete(r.sid);
+  /** Drop a finished batch (delivered, rejected or given up): `rows` are its rows, as read for the attempt. */
+  finish(svc: string, batchId: string, rows: readonly OutboxRow[]): void {
+    for (const r of rows) {
+      if (this.totals) {
+        this.totals.events -= 1;
+        this.totals.bytes -= r.bytes;
+      }
+      const m = r.kind === "message" ? this.perSid?.get(r.sid) : undefined;
+      if (m) {
+        m.events -= 1;
+        m.bytes -= r.bytes;
+        if (m.events <= 0) this.perSid!.delete(r.sid);
       }
     }
-    const gone = this.sql
-      .exec<{ c: number; b: number }>("SELECT COUNT(*) AS c, COALESCE(SUM(bytes), 0) AS b FROM outbox WHERE batch = ?", batchId)
-      .one();
     this.sql.exec("DELETE FROM outbox WHERE batch = ?", batchId);
-    const state = this.storage.kv.get<BatchState>(BATCH_PREFIX + svc);
-    if (state?.id === batchId) this.storage.kv.delete(BATCH_PREFIX + svc);
-    if (this.totals) {
-      this.totals.events -= gone.c;
-      this.totals.bytes -= gone.b;
+    if (this.current(svc)?.id === batchId) {
+      this.storage.kv.delete(BATCH_PREFIX + svc);
+      this.batches.set(svc, null);
     }
   }
 }

@@ -13,18 +13,30 @@ export class AlarmMux {
   private readonly storage: DurableObjectStorage;
   /** The alarm time this instance last set (undefined after a wake: unknown). */
   private armed: number | null | undefined;
+  /** The deadlines, read from storage once per instance and then kept in step with it. */
+  private cache: Map<string, number> | null = null;
 
   constructor(storage: DurableObjectStorage) {
     this.storage = storage;
   }
 
+  private deadlines(): Map<string, number> {
+    if (!this.cache) {
+      this.cache = new Map();
+      for (const [key, at] of this.storage.kv.list<number>({ prefix: PREFIX })) this.cache.set(key.slice(PREFIX.length), at);
+    }
+    return this.cache;
+  }
+
   get(name: string): number | undefined {
-    return this.storage.kv.get<number>(PREFIX + name);
+    return this.deadlines().get(name);
   }
 
   /** Set `name`'s deadline (replacing any). */
   schedule(name: string, at: number): void {
+    if (this.deadlines().get(name) === at) return;
     this.storage.kv.put(PREFIX + name, at);
+    this.deadlines().set(name, at);
     this.arm();
   }
 
@@ -35,16 +47,19 @@ export class AlarmMux {
   }
 
   clear(name: string): void {
-    if (this.storage.kv.delete(PREFIX + name)) this.arm();
+    if (!this.deadlines().delete(name)) return;
+    this.storage.kv.delete(PREFIX + name);
+    this.arm();
   }
 
   /** Names whose deadline has passed; their deadlines are removed. */
   takeDue(now: number): string[] {
     const due: string[] = [];
-    for (const [key, at] of this.storage.kv.list<number>({ prefix: PREFIX })) {
+    for (const [name, at] of this.deadlines()) {
       if (at <= now) {
-        due.push(key.slice(PREFIX.length));
-        this.storage.kv.delete(key);
+        due.push(name);
+        this.deadlines().delete(name);
+        this.storage.kv.delete(PREFIX + name);
       }
     }
     return due;
@@ -53,7 +68,7 @@ export class AlarmMux {
   /** Point the alarm at the earliest deadline, or remove it when there is none. */
   arm(): void {
     let earliest = Infinity;
-    for (const [, at] of this.storage.kv.list<number>({ prefix: PREFIX })) earliest = Math.min(earliest, at);
+    for (const at of this.deadlines().values()) earliest = Math.min(earliest, at);
     const want = earliest === Infinity ? null : earliest;
     if (want === this.armed) return;
     this.armed = want;
