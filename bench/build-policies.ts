@@ -13,13 +13,14 @@
  * else differs from the demo policy.
  *
  * Added: the bench-only tenants of bench/policies/*.yaml (e.g. `bench-storm`, the
- * connection storm's tenant), copied as they are.
+ * connection storm's tenant), copied as they are, except for the port of the
+ * `bench-origin` tenant's origin URL when BENCH_ORIGIN_PORT is set (below).
  */
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseDocument } from "yaml";
+import { isMap, isSeq, parseDocument } from "yaml";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SRC = join(ROOT, "policies");
@@ -27,6 +28,44 @@ const BENCH_SRC = join(ROOT, "bench/policies");
 const OUT = join(ROOT, "bench/.generated");
 const COPY = join(OUT, "policies");
 export const BENCH_HANDSHAKE_LIMIT = 1_000_000;
+
+/**
+ * The bench origin of "events to origins" listens on a port chosen per run
+ * (bench/run.ts passes it as BENCH_ORIGIN_PORT to wrangler dev, which runs this
+ * build): the port of every origin service URL of the bench-origin tenant becomes
+ * that one. Unset, the files are copied as they are.
+ */
+const ORIGIN_TENANT = "bench-origin";
+const originPort = process.env.BENCH_ORIGIN_PORT;
+if (originPort !== undefined && !/^[1-9][0-9]{0,4}$/.test(originPort)) {
+  process.stderr.write(`BENCH_ORIGIN_PORT must be a port number, got ${JSON.stringify(originPort)}\n`);
+  process.exit(1);
+}
+let originPatched = 0;
+
+function withOriginPort(text: string, name: string): string {
+  if (originPort === undefined) return text;
+  const doc = parseDocument(text, { keepSourceTokens: true });
+  if (doc.errors.length > 0) return text; // the compiler reports it
+  const tenants = doc.get("tenants");
+  if (!isSeq(tenants)) return text;
+  for (const t of tenants.items) {
+    if (!isMap(t) || t.get("id") !== ORIGIN_TENANT) continue;
+    const services = t.get("services");
+    if (!isMap(services)) continue;
+    for (const pair of services.items) {
+      const svc = pair.value;
+      const url = isMap(svc) ? svc.get("url") : undefined;
+      if (!isMap(svc) || typeof url !== "string") continue;
+      const u = new URL(url);
+      u.port = originPort;
+      svc.set("url", u.href);
+      originPatched++;
+      process.stdout.write(`bench policies: ${name}: ${ORIGIN_TENANT}.services.${String(pair.key)}.url = ${u.href}\n`);
+    }
+  }
+  return doc.toString();
+}
 
 rmSync(COPY, { recursive: true, force: true });
 mkdirSync(COPY, { recursive: true });
@@ -52,7 +91,12 @@ for (const name of readdirSync(BENCH_SRC).sort()) {
     process.stderr.write(`bench/policies/${name}: policies/ has a file of that name; rename it\n`);
     process.exit(1);
   }
-  copyFileSync(join(BENCH_SRC, name), join(COPY, name));
+  const text = readFileSync(join(BENCH_SRC, name), "utf8");
+  writeFileSync(join(COPY, name), withOriginPort(text, name));
+}
+if (originPort !== undefined && originPatched === 0) {
+  process.stderr.write(`BENCH_ORIGIN_PORT is set but bench/policies/ has no ${ORIGIN_TENANT} tenant with an origin service\n`);
+  process.exit(1);
 }
 const r = spawnSync(
   process.execPath,

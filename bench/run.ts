@@ -10,7 +10,10 @@
  *     on a free port, with a temporary --persist-to;
  *  3. runs the scenarios against the gateway AND the baseline, alternating which
  *     goes first: idle connections, hot relay fan-out, hot `state` mode, ext lane,
- *     connection storm (the storm against partyserver too);
+ *     connection storm (the storm against partyserver too); then events to
+ *     origins, the gateway against Pushpin (bench/lib/origins.ts: the bench
+ *     origin, bench/origin.ts, and Pushpin each on free ports; Pushpin skipped,
+ *     with a note, when it is not installed);
  *  4. prints one table (gateway, baseline, gateway/baseline; partyserver and
  *     gateway/partyserver where measured) and a verdict per target, writes
  *     bench/results/latest.json, and stops everything it started (whole process
@@ -18,7 +21,7 @@
  *
  * Options:
  *   --full              longer and larger runs (2000 idle connections, 30 s windows)
- *   --only a,b          only these: micro, idle, fanout, state, ext, storm
+ *   --only a,b          only these: micro, idle, fanout, state, ext, storm, origin
  *   --via-proxy         connect through wrangler's proxy port instead of the
  *                       runtime's own port (an extra process hop for both targets)
  *   --out <file>        JSON results (default bench/results/latest.json)
@@ -66,12 +69,15 @@ import {
 } from "./lib/scenarios.ts";
 import type { MicroResult, Summary } from "./lib/stats.ts";
 import { STORM_TENANT, stormInterleaved, type StormResult, type StormTarget } from "./lib/storm.ts";
+import { measureClockOffset, originSteps, type OriginCfg, type OriginStep, type OriginTarget } from "./lib/origins.ts";
+import { originTable, originVerdicts } from "./lib/origins-report.ts";
+import { pushpinProblem, startPushpin, type Pushpin } from "./lib/pushpin.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const NODE = process.execPath;
 /** Must match the demo tenant's services.chat.url in policies/default.yaml. */
 const ORIGIN_PORT = 8788;
-const ALL = ["micro", "idle", "fanout", "state", "ext", "storm"] as const;
+const ALL = ["micro", "idle", "fanout", "state", "ext", "storm", "origin"] as const;
 type Part = (typeof ALL)[number];
 
 // ---------------------------------------------------------------------------
@@ -88,7 +94,7 @@ const { values: opts } = parseArgs({
   strict: true,
 });
 if (opts.help) {
-  console.log("usage: npm run bench [-- --full] [-- --only micro,idle,fanout,state,ext,storm] [-- --via-proxy] [-- --out file.json]");
+  console.log("usage: npm run bench [-- --full] [-- --only micro,idle,fanout,state,ext,storm,origin] [-- --via-proxy] [-- --out file.json]");
   process.exit(0);
 }
 const parts = new Set<Part>(
@@ -138,6 +144,20 @@ const profile = {
     deadlineMs: FULL ? 180_000 : 45_000,
     goneMaxMs: 15_000,
   },
+  /**
+   * Events to origins (issue 11): 100 clients over 10 rooms, open loop, gateway vs
+   * Pushpin at each rate. Quick: the first four rates, 3 s windows (~2 minutes).
+   */
+  origin: {
+    rates: FULL ? [500, 1_000, 2_000, 4_000, 8_000, 16_000] : [500, 1_000, 2_000, 4_000],
+    clients: 100,
+    rooms: 10,
+    warmMs: FULL ? 2_000 : 1_000,
+    windowMs: FULL ? 5_000 : 3_000,
+    drainMs: FULL ? 8_000 : 5_000,
+    connectMs: 30_000,
+    settleMaxMs: FULL ? 30_000 : 10_000,
+  } satisfies OriginCfg,
   idle: { conns: FULL ? 2_000 : 200, perRoom: 100, pingEveryMs: FULL ? 5_000 : 2_000, holdMs: FULL ? 30_000 : 4_500, settleMs: FULL ? 3_000 : 1_500 },
   /** Before each measured run: wait at most this long for other processes to calm down. */
   quietMaxMs: FULL ? 15_000 : 1_200,
@@ -236,11 +256,16 @@ function latencyRows(scenario: string, what: string, g: Summary | null, b: Summa
 
 let wrangler: Proc | undefined;
 let origin: Proc | undefined;
+/** The bench origin of "events to origins" (bench/origin.ts), and Pushpin in front of it. */
+let sink: Proc | undefined;
+let pushpin: Pushpin | undefined;
 let persistDir: string | undefined;
 let stopping = false;
 
 async function cleanup(): Promise<void> {
   stopping = true;
+  await pushpin?.stop();
+  await stopGroup(sink);
   await stopGroup(origin);
   await stopGroup(wrangler);
   if (wrangler?.proc.pid !== undefined && groupPids(wrangler.proc.pid).length > 0) {
@@ -252,7 +277,7 @@ async function cleanup(): Promise<void> {
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.on(signal, () => {
     if (stopping) return;
-    say(`${signal}: stopping wrangler and the origin`);
+    say(`${signal}: stopping wrangler, the origins and Pushpin`);
     void cleanup().then(() => process.exit(130));
   });
 }
@@ -334,6 +359,7 @@ interface Results {
   state: Array<LoadResult & { state: StateExtra | null }> | null;
   ext: ExtResult | { skipped: string } | null;
   storm: StormResult[] | null;
+  origin: { pushpin: string; clockOffsetMs: number; steps: OriginStep[] } | null;
   verdicts: Verdict[];
   table: Row[];
   durationS: number;
@@ -367,6 +393,7 @@ async function main(): Promise<number> {
     state: null,
     ext: null,
     storm: null,
+    origin: null,
     verdicts,
     table: rows,
     durationS: 0,
@@ -427,6 +454,13 @@ async function main(): Promise<number> {
       }, ROOT);
     }
   }
+  // The bench origin for events to origins, on a free port the bench build writes
+  // into the bench-origin tenant's URL (BENCH_ORIGIN_PORT, bench/build-policies.ts).
+  let sinkPort: number | null = null;
+  if (parts.has("origin")) {
+    sinkPort = await freePort();
+    sink = startGroup("bench-origin", NODE, ["bench/origin.ts"], { ...process.env, PORT: String(sinkPort) }, ROOT);
+  }
   const port = await freePort();
   const inspector = await freePort();
   persistDir = mkdtempSync(join(os.tmpdir(), "wsprism-bench-"));
@@ -446,13 +480,35 @@ async function main(): Promise<number> {
       "--log-level", "warn",
       "--var", "WSPRISM_ALLOW_DEV_AUTH:1",
       "--var", `DEMO_WEBHOOK_SECRET:${secret}`,
+      "--var", `BENCH_ORIGIN_SECRET:${secret}`,
     ],
-    { ...process.env, CI: "1", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    {
+      ...process.env,
+      CI: "1",
+      WRANGLER_SEND_METRICS: "false",
+      NO_COLOR: "1",
+      ...(sinkPort !== null ? { BENCH_ORIGIN_PORT: String(sinkPort) } : {}),
+    },
     ROOT,
   );
   const pgid = wrangler.proc.pid!;
   await waitHealthy(`http://127.0.0.1:${port}/healthz`, wrangler, 120_000);
   if (origin) await waitHealthy(`http://127.0.0.1:${ORIGIN_PORT}/healthz`, origin, 20_000);
+  let pushpinMissing: string | null = null;
+  if (sink && sinkPort !== null) {
+    await waitHealthy(`http://127.0.0.1:${sinkPort}/healthz`, sink, 20_000);
+    pushpinMissing = pushpinProblem();
+    if (pushpinMissing) say(`${pushpinMissing}: events to origins runs against the gateway only`);
+    else {
+      try {
+        pushpin = await startPushpin(sinkPort);
+        say(`${pushpin.version} on ${pushpin.base} (WebSocket-over-HTTP to the bench origin on 127.0.0.1:${sinkPort})`);
+      } catch (err) {
+        pushpinMissing = `Pushpin did not start: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`;
+        say(`${pushpinMissing}; events to origins runs against the gateway only`);
+      }
+    }
+  }
   let base = `127.0.0.1:${port}`;
   let via = "wrangler's proxy port";
   if (!opts["via-proxy"]) {
@@ -690,6 +746,40 @@ async function main(): Promise<number> {
       met: p99 === null ? null : p99 <= 1.5 && ok,
     });
   }
+
+  // 3f. Events to origins, the gateway against Pushpin. Last: a wedged gateway
+  // leaves a durable backlog that workerd keeps working off after the step.
+  if (parts.has("origin") && sinkPort !== null) {
+    const c = profile.origin;
+    const sinkBase = `127.0.0.1:${sinkPort}`;
+    const clock = await measureClockOffset(sinkBase);
+    const targets: OriginTarget[] = pushpin ? ["gateway", "pushpin"] : ["gateway"];
+    const first = order()[0]!;
+    say(
+      `origin: ${c.clients} clients in ${c.rooms} rooms send chat:send open loop at ${c.rates.map((r) => r.toLocaleString("en-US")).join(", ")} events/s; ` +
+        `${targets.join(" and ")} in turns (${first === "gateway" ? "gateway" : targets.at(-1)} first), ${c.windowMs / 1000} s windows; clock offset to the origin ${clock.offsetMs.toFixed(3)} ms (rtt ${clock.rttMs.toFixed(2)} ms)`,
+    );
+    const pp = pushpin;
+    const steps = await originSteps(
+      {
+        runId: env.runId,
+        log: say,
+        sinkBase,
+        gatewayBase: base,
+        pushpinBase: pp?.base ?? null,
+        pids: { gateway: () => workerdPids(pgid), pushpin: () => pp?.pids() ?? [], sink: () => (sink?.proc.pid ? groupPids(sink.proc.pid).map((s) => s.pid) : []) },
+        family: { gateway: () => groupPids(pgid).map((s) => s.pid), pushpin: () => pp?.pids() ?? [] },
+        logs: { gateway: () => wrangler?.lines ?? [], pushpin: () => pp?.proc.lines ?? [] },
+        clockOffsetMs: clock.offsetMs,
+      },
+      c,
+      targets,
+      first === "gateway",
+    );
+    results.origin = { pushpin: pp ? pp.version : `not measured: ${pushpinMissing}`, clockOffsetMs: clock.offsetMs, steps };
+    if (steps.some((s) => s.target === "gateway" && s.connected === 0)) exitCode = 1;
+    verdicts.push(...originVerdicts(steps, pp ? null : pushpinMissing));
+  }
   return finish(results, exitCode);
 }
 
@@ -785,7 +875,12 @@ async function warmUp(env: BenchEnv, tenant: string, party: boolean): Promise<vo
 function finish(results: Results, exitCode: number): number {
   results.durationS = (Date.now() - t0) / 1000;
   console.log("");
-  console.log(printTable());
+  if (rows.length > 0) console.log(printTable());
+  if (results.origin) {
+    console.log("");
+    console.log(`events to origins (gateway vs ${results.origin.pushpin.startsWith("not measured") ? `Pushpin, ${results.origin.pushpin}` : results.origin.pushpin}):`);
+    console.log(originTable(results.origin.steps));
+  }
   console.log("");
   for (const v of verdicts) console.log(`${v.met === null ? "[ n/a ]" : v.met ? "[ met ]" : "[ NOT met ]"} ${v.target}: ${v.value}`);
   const m = results.machine;

@@ -93,6 +93,29 @@ export function groupPids(pgid: number): Stat[] {
   return out;
 }
 
+/** A process and all its descendants (by parent pid), itself first; [] once it is gone. */
+export function treePids(root: number): number[] {
+  const children = new Map<number, number[]>();
+  let alive = false;
+  for (const pid of allPids()) {
+    const st = readStat(pid);
+    if (!st) continue;
+    if (pid === root) alive = true;
+    const list = children.get(st.ppid);
+    if (list) list.push(pid);
+    else children.set(st.ppid, [pid]);
+  }
+  if (!alive) return [];
+  const out = [root];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
+  return out;
+}
+
+/** The command name (/proc/<pid>/comm) of a process, or null when it is gone. */
+export function commOf(pid: number): string | null {
+  return readStat(pid)?.comm ?? null;
+}
+
 /** workerd processes of the group (wrangler dev runs two: its proxy and the user worker's runtime). */
 export function workerdPids(pgid: number): number[] {
   return groupPids(pgid)
@@ -147,6 +170,42 @@ export function listeningPorts(pid: number): number[] {
     if (inodes.has(f[9]!)) ports.push(parseInt(f[1]!.split(":")[1]!, 16));
   }
   return ports;
+}
+
+/** Inodes of a process's sockets. */
+function socketInodes(pid: number | "self"): Set<string> {
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]!);
+      } catch {
+        // fd closed meanwhile
+      }
+    }
+  } catch {
+    // gone
+  }
+  return inodes;
+}
+
+/**
+ * Established TCP connections (IPv4) to 127.0.0.1:port whose client end is
+ * neither a socket of this process nor of `family` (the target's own processes,
+ * e.g. wrangler's proxy keeping a connection to the runtime): someone else's
+ * traffic on a target under measurement.
+ */
+export function foreignConnections(port: number, family: number[] = []): number {
+  const mine = socketInodes("self");
+  for (const pid of family) for (const inode of socketInodes(pid)) mine.add(inode);
+  const lines = readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1).map((l) => l.trim().split(/\s+/));
+  const portOf = (addr: string) => parseInt(addr.split(":")[1] ?? "", 16);
+  const ownPorts = new Set<number>();
+  for (const f of lines) if (f.length >= 10 && f[3] === "01" && mine.has(f[9]!)) ownPorts.add(portOf(f[1]!));
+  let n = 0;
+  for (const f of lines) if (f.length >= 10 && f[3] === "01" && portOf(f[1]!) === port && !ownPorts.has(portOf(f[2]!))) n++;
+  return n;
 }
 
 export function exePath(pid: number): string | null {

@@ -74,7 +74,7 @@ function hotFrame(svc: number, op: number, ts: number, idx: number, n: number): 
   return b;
 }
 
-interface Sender {
+export interface Sender {
   next: number;
   conn: Conn;
   n: number;
@@ -85,7 +85,7 @@ interface Sender {
  * for all. A sender that fell more than a period behind skips ahead (counted), so
  * a slow generator shows up as `skipped` rather than as bursts.
  */
-function drive(senders: Sender[], hz: number, until: number, send: (s: Sender, t: number) => void, abort?: () => boolean): Promise<number> {
+export function drive(senders: Sender[], hz: number, until: number, send: (s: Sender, t: number) => void, abort?: () => boolean): Promise<number> {
   const period = 1000 / hz;
   const t0 = now();
   for (const s of senders) s.next = t0 + Math.random() * period;
@@ -193,7 +193,7 @@ function meterWindow(env: BenchEnv, from: number, to: number): Promise<CpuReport
   });
 }
 
-function connectNote(rep: ConnectReport, wanted: number): string | null {
+export function connectNote(rep: ConnectReport, wanted: number): string | null {
   if (rep.conns.length === wanted) return null;
   const refused = Object.entries(rep.refused).map(([s, n]) => `${n}×${s}`).join(", ");
   return `${rep.conns.length}/${wanted} connected${refused ? ` (refused: ${refused})` : ""}${rep.firstError ? `; first error: ${rep.firstError}` : ""}`;
