@@ -188,9 +188,13 @@ export async function originStep(env: OriginEnv, target: OriginTarget, rate: num
   const closeCodes: Record<string, number> = {};
   let stepOver = false;
   const lastLine = env.logs[target]().at(-1);
+  let wsError: string | null = null;
   for (const c of conns) {
     c.ws.on("close", (code: number) => {
       if (!stepOver) closeCodes[code] = (closeCodes[code] ?? 0) + 1;
+    });
+    c.ws.on("error", (err: Error) => {
+      if (!stepOver) wsError ??= err.message;
     });
     c.onMessage = (data, isBinary) => {
       if (isBinary) return;
@@ -299,7 +303,7 @@ export async function originStep(env: OriginEnv, target: OriginTarget, rate: num
   if (foreignConns > 0) notes.push(`${foreignConns} connections to the ${target} from other processes`);
   if (closedEarly > 0) {
     const codes = Object.entries(closeCodes).map(([k, n]) => `${n}x ${k}`).join(", ");
-    notes.push(`${closedEarly} connections closed by the target (${codes})`);
+    notes.push(`${closedEarly} connections closed by the target (${codes}${wsError ? `; first client error: ${wsError}` : ""})`);
   }
   if (skipped > 0) notes.push(`generator skipped ${skipped} late sends`);
   if (!st) notes.push("could not read the origin's stats");

@@ -62,7 +62,7 @@ function internalConf(bin: string): string | null {
  * (ipc:///var/run/zurl/zurl-in …); ours runs its own zurl, so every absolute ipc
  * path becomes one in the instance's run directory.
  */
-function patchInternal(text: string): string {
+export function patchInternal(text: string): string {
   return text.replace(/ipc:\/\/\/[^\s,]*\/(zurl-[a-z-]+)/g, "ipc://{rundir}/{ipc_prefix}$1");
 }
 
