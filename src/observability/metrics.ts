@@ -3,14 +3,9 @@
  * (tenant ids, service names) or from fixed enums in the code, never from
  * client input, so the number of series is bounded by the policy.
  */
-export type Labels = Record<string, string>;
+import { seriesKey as key } from "./prometheus.ts";
 
-function key(name: string, labels: Labels): string {
-  const parts = Object.keys(labels)
-    .sort()
-    .map((k) => `${k}="${labels[k]!.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`);
-  return parts.length > 0 ? `${name}{${parts.join(",")}}` : name;
-}
+export type Labels = Record<string, string>;
 
 export class Counters {
   readonly values = new Map<string, number>();

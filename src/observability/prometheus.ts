@@ -113,7 +113,11 @@ export interface Family {
 const NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
+const NEEDS_ESCAPE = /[\\"\n]/;
+
 export function escapeLabelValue(v: string): string {
+  // Label values are policy ids and code enums: almost never anything to escape.
+  if (!NEEDS_ESCAPE.test(v)) return v;
   return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
@@ -129,11 +133,17 @@ export function formatValue(n: number): string {
 }
 
 /** The series key, identical to the keys of `Counters` (label names sorted). */
+/** The canonical key of a series: `name{a="x",b="y"}`, labels sorted. Called on every counter increment. */
 export function seriesKey(name: string, labels: Labels): string {
-  const parts = Object.keys(labels)
-    .sort()
-    .map((k) => `${k}="${escapeLabelValue(labels[k]!)}"`);
-  return parts.length > 0 ? `${name}{${parts.join(",")}}` : name;
+  const names = Object.keys(labels);
+  if (names.length === 0) return name;
+  if (names.length > 1) names.sort();
+  let out = `${name}{`;
+  for (let i = 0; i < names.length; i++) {
+    const k = names[i]!;
+    out += `${i > 0 ? "," : ""}${k}="${escapeLabelValue(labels[k]!)}"`;
+  }
+  return `${out}}`;
 }
 
 /** Read a series key back; null for anything that is not `name` or `name{l="v",...}` with valid names. */

@@ -57,7 +57,8 @@ export function jsonDepth(text: string, limit = Infinity): number {
 
 /** Parse JSON text nested at most `maxDepth` levels. Never throws. */
 export function parseJson(text: string, { maxDepth = MAX_JSON_DEPTH }: { maxDepth?: number } = {}): JsonResult {
-  if (jsonDepth(text, maxDepth) > maxDepth) {
+  // Each level takes at least two characters: a short text cannot be too deep, so skip the scan.
+  if (text.length > 2 * maxDepth && jsonDepth(text, maxDepth) > maxDepth) {
     return { ok: false, error: "too_deep", msg: `JSON nested deeper than ${maxDepth} levels` };
   }
   try {
