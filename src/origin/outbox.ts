@@ -76,6 +76,8 @@ export class Outbox {
   private totals: { events: number; bytes: number } | null = null;
   /** Messages and their bytes waiting per sid (bounded by the rows), for the fair share. */
   private perSid: Map<string, { events: number; bytes: number }> | null = null;
+  /** Rows of the batches this instance sealed, until finished (at most one per stream; after a wake they are read back). */
+  private readonly sealed = new Map<string, OutboxRow[]>();
   /** Batch state per stream, cached (null: none). Keys are service names from the policy. */
   private readonly batches = new Map<string, BatchState | null>();
   /** Tests may lower them on a live object. */
@@ -88,7 +90,7 @@ export class Outbox {
   private get sql(): SqlStorage {
     if (!this.ready) {
       this.storage.sql.exec(`CREATE TABLE IF NOT EXISTS outbox (
-        n INTEGER PRIMARY KEY AUTOINCREMENT,
+        n INTEGER PRIMARY KEY,
         svc TEXT NOT NULL,
         event_id TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -189,6 +191,7 @@ export class Outbox {
     const state: BatchState = { id, svc, first: now, attempts: 0 };
     this.storage.kv.put(BATCH_PREFIX + svc, state);
     this.batches.set(svc, state);
+    this.sealed.set(id, rows.map((r) => ({ ...r, batch: id })));
     return state;
   }
 
@@ -198,6 +201,8 @@ export class Outbox {
   }
 
   rows(batchId: string): OutboxRow[] {
+    const sealed = this.sealed.get(batchId);
+    if (sealed) return sealed; // sealed by this instance: no need to read them back
     return this.sql.exec<OutboxRow>("SELECT * FROM outbox WHERE batch = ? ORDER BY n", batchId).toArray();
   }
 
@@ -216,6 +221,7 @@ export class Outbox {
       }
     }
     this.sql.exec("DELETE FROM outbox WHERE batch = ?", batchId);
+    this.sealed.delete(batchId);
     if (this.current(svc)?.id === batchId) {
       this.storage.kv.delete(BATCH_PREFIX + svc);
       this.batches.set(svc, null);
