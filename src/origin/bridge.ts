@@ -69,6 +69,8 @@ export class OriginBridge {
   readonly outbox: Outbox;
   private readonly host: BridgeHost;
   private readonly env: Env;
+  /** Streams whose last POST failed and is being retried (an outage: buffer, never shed). */
+  private readonly failing = new Set<string>();
   /** Streams with a run in progress in this instance (after a wake: none; their alarms resume them). */
   private readonly active = new Set<string>();
 
@@ -84,7 +86,8 @@ export class OriginBridge {
    * runtime's output gate holds requests until earlier writes are durable).
    */
   enqueue(svc: string, service: OriginService, event: OriginEvent, ack: boolean): PushResult {
-    const pushed = this.outbox.push(svc, event, ack, Date.now());
+    // A stream in an outage buffers; a healthy one that cannot keep up sheds.
+    const pushed = this.outbox.push(svc, event, ack, Date.now(), !this.failing.has(svc));
     if (pushed !== "ok") return pushed;
     // A stream in flight takes this event with its next batch.
     if (this.active.has(svc)) return "ok";
@@ -181,6 +184,7 @@ export class OriginBridge {
     const outcome = await post(this.env, service, batch.id, body);
     this.host.counters.inc("wsprism_origin_requests_total", { tenant: t.id, svc: batch.svc, outcome: outcome.kind });
 
+    if (outcome.kind !== "retry") this.failing.delete(batch.svc);
     if (outcome.kind === "ok") {
       this.outbox.finish(batch.svc, batch.id, rows);
       this.applyAnswer(t, meta, batch, rows, outcome.body);
@@ -192,6 +196,7 @@ export class OriginBridge {
       this.notifySenders(rows, "ORIGIN_REJECTED", `origin answered ${outcome.status}`);
       return 0;
     }
+    this.failing.add(batch.svc);
     const now = Date.now();
     if (now - batch.first >= service.retry_for_s * 1000) {
       this.giveUp(t, batch.svc, batch.id, rows, `retries exhausted (${outcome.why})`);

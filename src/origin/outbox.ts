@@ -23,8 +23,15 @@ export const DEFAULT_OUTBOX_LIMITS: OutboxLimits = { events: OUTBOX_MAX_EVENTS, 
 const SESSION_SHARE = 4;
 const LIFECYCLE_FACTOR = 2;
 
+/**
+ * Past capacity, shed rather than wedge: a message for a healthy stream whose
+ * oldest waiting event is older than this is refused (RESOURCE_EXHAUSTED). A
+ * stream in an outage (its POSTs fail and are retried) keeps buffering instead.
+ */
+export const BACKLOG_SHED_MS = 2_000;
+
 /** `ok`, or why an event was refused. */
-export type PushResult = "ok" | "room_full" | "session_share";
+export type PushResult = "ok" | "room_full" | "session_share" | "backlog";
 
 export type EventKind = "open" | "close" | "message";
 
@@ -76,6 +83,8 @@ export class Outbox {
   private totals: { events: number; bytes: number } | null = null;
   /** Messages and their bytes waiting per sid (bounded by the rows), for the fair share. */
   private perSid: Map<string, { events: number; bytes: number }> | null = null;
+  /** Per stream: when its oldest waiting event was accepted (null: none; absent: not read yet). */
+  private readonly oldest = new Map<string, number | null>();
   /** Rows of the batches this instance sealed, until finished (at most one per stream; after a wake they are read back). */
   private readonly sealed = new Map<string, OutboxRow[]>();
   /** Batch state per stream, cached (null: none). Keys are service names from the policy. */
@@ -133,8 +142,25 @@ export class Outbox {
     return this.perSid;
   }
 
-  /** Append an event, or say why not. Written before anyone is answered. */
-  push(svc: string, event: OriginEvent, ack: boolean, now: number): PushResult {
+  /** When the stream's oldest waiting event was accepted (null: none), cached per stream. */
+  private oldestOf(svc: string): number | null {
+    let at = this.oldest.get(svc);
+    if (at === undefined) {
+      at = this.sql.exec<{ created: number }>("SELECT created FROM outbox WHERE svc = ? ORDER BY n LIMIT 1", svc).toArray()[0]?.created ?? null;
+      this.oldest.set(svc, at);
+    }
+    return at;
+  }
+
+  /**
+   * Append an event, or say why not. Written before anyone is answered. With
+   * `shed`, a message for a stream whose oldest event waited past BACKLOG_SHED_MS is refused.
+   */
+  push(svc: string, event: OriginEvent, ack: boolean, now: number, shed = false): PushResult {
+    if (shed && event.kind === "message") {
+      const oldest = this.oldestOf(svc);
+      if (oldest !== null && now - oldest > BACKLOG_SHED_MS) return "backlog";
+    }
     const json = JSON.stringify(event);
     const bytes = json.length;
     const size = this.size();
@@ -161,6 +187,7 @@ export class Outbox {
     size.events += 1;
     size.bytes += bytes;
     if (event.kind === "message") this.sessions().set(event.sid, { events: mine.events + 1, bytes: mine.bytes + bytes });
+    if (this.oldest.get(svc) === null) this.oldest.set(svc, now);
     return "ok";
   }
 
@@ -222,6 +249,7 @@ export class Outbox {
     }
     this.sql.exec("DELETE FROM outbox WHERE batch = ?", batchId);
     this.sealed.delete(batchId);
+    this.oldest.delete(svc); // read again when next needed
     if (this.current(svc)?.id === batchId) {
       this.storage.kv.delete(BATCH_PREFIX + svc);
       this.batches.set(svc, null);

@@ -87,14 +87,20 @@ export function handleExt(
   if (env.data !== undefined) event.data = env.data;
   const pushed = room.originEvent(env.svc, service, event, parsed.ack);
   if (pushed !== "ok") {
-    const share = pushed === "session_share";
-    room.decision(t, "ext", "deny", share ? "outbox_share" : "outbox_full");
-    const why = share ? "this session holds a quarter of the room's outbox already" : "the room's outbox is full";
+    const [reason, why] = REFUSED[pushed];
+    room.decision(t, "ext", "deny", reason);
     room.sendError(ws, att, "RESOURCE_EXHAUSTED", `${why}; retry later`, env.seq);
     return;
   }
   room.decision(t, "ext", "allow", "ok");
 }
+
+/** Why the outbox refused a message: the decision's reason and the sender's message. */
+const REFUSED = {
+  room_full: ["outbox_full", "the room's outbox is full"],
+  session_share: ["outbox_share", "this session holds a quarter of the room's outbox already"],
+  backlog: ["outbox_backlog", "the service is not keeping up"],
+} as const;
 
 function handleRoomService(
   room: RoomApi,
