@@ -142,15 +142,20 @@ export class BaselineRoom extends DurableObject<BenchEnv> {
   }
 
   async benchStats(): Promise<RoomStats> {
-    return {
-      constructed: this.count.constructed,
-      messages: this.count.messages,
-      alarms: this.count.alarms,
-      sockets: this.ctx.getWebSockets().length,
-      batchesSent: null,
-      instanceAgeMs: Date.now() - this.bornAt,
-    };
+    return peerStats(this.count, this.ctx, this.bornAt);
   }
+}
+
+/** Stats of a peer object (baseline, partyserver): it sends no state batches. */
+function peerStats(count: Count, ctx: DurableObjectState, bornAt: number): RoomStats {
+  return {
+    constructed: count.constructed,
+    messages: count.messages,
+    alarms: count.alarms,
+    sockets: ctx.getWebSockets().length,
+    batchesSent: null,
+    instanceAgeMs: Date.now() - bornAt,
+  };
 }
 
 /**
@@ -175,14 +180,7 @@ export class PartyRoom extends Server<BenchEnv> {
   }
 
   async benchStats(): Promise<RoomStats> {
-    return {
-      constructed: this.count.constructed,
-      messages: this.count.messages,
-      alarms: this.count.alarms,
-      sockets: this.ctx.getWebSockets().length,
-      batchesSent: null,
-      instanceAgeMs: Date.now() - this.bornAt,
-    };
+    return peerStats(this.count, this.ctx, this.bornAt);
   }
 }
 

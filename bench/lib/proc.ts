@@ -150,19 +150,7 @@ export function machineCpu(): { busyMs: number; totalMs: number } {
 
 /** TCP ports (IPv4) a process listens on. */
 export function listeningPorts(pid: number): number[] {
-  const inodes = new Set<string>();
-  try {
-    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) inodes.add(m[1]!);
-      } catch {
-        // fd closed meanwhile
-      }
-    }
-  } catch {
-    return [];
-  }
+  const inodes = socketInodes(pid);
   const ports: number[] = [];
   for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
     const f = line.trim().split(/\s+/);

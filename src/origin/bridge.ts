@@ -240,14 +240,17 @@ export class OriginBridge {
    * The socket that sent an event, if it is still connected: answers (reply,
    * reject, acks, errors) go to that connection only (SPEC section 6), never to
    * whoever holds the sid now. The connection is the event's trace id (minted
-   * per upgrade).
+   * per upgrade), kept in the row's `cid` (read from the event itself for rows
+   * written before that column).
    */
   private senderOf(r: OutboxRow): WebSocket[] {
-    let cid: unknown;
-    try {
-      cid = (JSON.parse(r.event) as { trace_id?: unknown }).trace_id;
-    } catch {
-      return [];
+    let cid: unknown = r.cid;
+    if (cid === null) {
+      try {
+        cid = (JSON.parse(r.event) as { trace_id?: unknown }).trace_id;
+      } catch {
+        return [];
+      }
     }
     const out: WebSocket[] = [];
     for (const [ws, att] of this.host.members.all()) if (att.sid === r.sid && att.trace === cid) out.push(ws);

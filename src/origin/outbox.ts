@@ -61,6 +61,8 @@ export type OutboxRow = {
   bytes: number;
   created: number;
   batch: string | null;
+  /** The sending connection (its trace id): answers go to it only. Null on rows written before the column. */
+  cid: string | null;
 };
 
 /** The batch in flight (or waiting for its retry). */
@@ -109,8 +111,12 @@ export class Outbox {
         event TEXT NOT NULL,
         bytes INTEGER NOT NULL,
         created INTEGER NOT NULL,
-        batch TEXT
+        batch TEXT,
+        cid TEXT
       )`);
+      // Tables made before the cid column: add it (its old rows keep null).
+      const cols = this.storage.sql.exec<{ name: string }>("PRAGMA table_info(outbox)").toArray();
+      if (!cols.some((c) => c.name === "cid")) this.storage.sql.exec("ALTER TABLE outbox ADD COLUMN cid TEXT");
       this.storage.sql.exec("CREATE INDEX IF NOT EXISTS outbox_batch ON outbox(batch)");
       this.storage.sql.exec("CREATE INDEX IF NOT EXISTS outbox_stream ON outbox(svc, n)");
       const legacy = this.storage.kv.get<BatchState>(LEGACY_BATCH_KEY);
@@ -173,7 +179,7 @@ export class Outbox {
       return "room_full";
     }
     this.sql.exec(
-      "INSERT INTO outbox (svc, event_id, kind, sid, seq, ack, event, bytes, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO outbox (svc, event_id, kind, sid, seq, ack, event, bytes, created, cid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       svc,
       event.id,
       event.kind,
@@ -183,6 +189,7 @@ export class Outbox {
       json,
       bytes,
       now,
+      event.trace_id,
     );
     size.events += 1;
     size.bytes += bytes;

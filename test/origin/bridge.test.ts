@@ -11,6 +11,8 @@ const SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const join = (user: string, room: string, sid?: string) => connect({ tenant: "hooks", room, ticket: `dev:${user}`, sid });
 const chat = (seq: number, data: unknown = { msg: `m${seq}` }, flags = 4) => ({ v: 1, svc: "chat", type: "send", flags, seq, data });
 const stub = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(`hooks/${room}`));
+const invalidAnswers = (room: string) =>
+  runInDurableObject(stub(room), (o: RoomObject) => o.counters.get("wsprism_origin_invalid_answers_total", { tenant: "hooks", svc: "chat" }));
 const messages = (log: { json: any }[]) => uniqueEvents(log as any).filter((e) => e.kind === "message");
 
 describe("webhooks", () => {
@@ -214,10 +216,7 @@ describe("webhooks", () => {
     expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 1 });
     a.send(chat(2));
     expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 2 });
-    const invalid = await runInDurableObject(stub(room), (o: RoomObject) =>
-      o.counters.get("wsprism_origin_invalid_answers_total", { tenant: "hooks", svc: "chat" }),
-    );
-    expect(invalid).toBe(2);
+    expect(await invalidAnswers(room)).toBe(2);
     expect(a.closeEvent).toBeNull();
   });
 
@@ -238,10 +237,7 @@ describe("webhooks", () => {
     expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 1 });
     a.send(chat(2));
     expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 2 });
-    const invalid = await runInDurableObject(stub(room), (o: RoomObject) =>
-      o.counters.get("wsprism_origin_invalid_answers_total", { tenant: "hooks", svc: "chat" }),
-    );
-    expect(invalid).toBe(2);
+    expect(await invalidAnswers(room)).toBe(2);
     expect((await b.quiet()).filter((m) => m.kind === "text" && m.json.type === "deep")).toEqual([]);
     // 64 levels are applied.
     a.send(chat(3));

@@ -41,3 +41,21 @@ describe("origin streams per service", () => {
     expect(Date.now() - t0).toBeLessThan(300);
   });
 });
+
+describe("outbox schema", () => {
+  it("a table from before the cid column gets it, and its old rows are still readable", async () => {
+    const { env } = await import("cloudflare:workers");
+    const { runInDurableObject } = await import("cloudflare:test");
+    const stub = env.ROOMS.get(env.ROOMS.idFromName(`hooks/legacy-${uniqueRoom()}`));
+    const cols = await runInDurableObject(stub, (o: any, state: DurableObjectState) => {
+      state.storage.sql.exec(`CREATE TABLE outbox (n INTEGER PRIMARY KEY AUTOINCREMENT, svc TEXT NOT NULL, event_id TEXT NOT NULL,
+        kind TEXT NOT NULL, sid TEXT NOT NULL, seq INTEGER, ack INTEGER NOT NULL DEFAULT 0, event TEXT NOT NULL,
+        bytes INTEGER NOT NULL, created INTEGER NOT NULL, batch TEXT)`);
+      state.storage.sql.exec("INSERT INTO outbox (svc, event_id, kind, sid, event, bytes, created) VALUES ('chat', 'e1', 'message', 's1', '{}', 2, 1)");
+      expect(o.bridge.outbox.size().events).toBe(1);
+      expect(o.bridge.outbox.headRun("chat", 10)[0].cid).toBeNull();
+      return state.storage.sql.exec<{ name: string }>("PRAGMA table_info(outbox)").toArray().map((c) => c.name);
+    });
+    expect(cols).toContain("cid");
+  });
+});
