@@ -616,7 +616,8 @@ function compileTenant(t: TenantConfig, source: string): CompiledTenant {
       .sort((a, b) => a - b)
       .map((id): [number, CompiledHotService] => {
         const h = t.hot_services[String(id)]!;
-        return [id, h.mode === "state" ? { mode: "state", tick_hz: h.tick_hz } : { mode: h.mode }];
+        if (h.mode === "state") return [id, { mode: "state", tick_hz: h.tick_hz }];
+        return [id, h.mode === "relay" ? { mode: "relay", coalesce: h.coalesce } : { mode: "echo" }];
       }),
   };
 }

@@ -414,7 +414,13 @@ const serviceName = z
 export const HotServiceSchema = z.discriminatedUnion(
   "mode",
   [
-    strict({ mode: z.literal("relay") }),
+    strict({
+      mode: z.literal("relay"),
+      coalesce: z.boolean().default(false).meta({
+        description:
+          "Pack the frames bound for one member while the room is busy into one batch frame, flushed when the room's pending work is done (no delay when idle). Default false.",
+      }),
+    }),
     strict({ mode: z.literal("echo") }),
     strict({
       mode: z.literal("state"),

@@ -43,7 +43,7 @@ export type CompiledService =
   | { kind: "broadcast" };
 
 export type CompiledHotService =
-  | { mode: "relay" }
+  | { mode: "relay"; coalesce: boolean }
   | { mode: "echo" }
   | { mode: "state"; tick_hz: number };
 

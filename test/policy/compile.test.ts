@@ -153,7 +153,7 @@ describe("compilePolicies: valid input", () => {
         ["match", { kind: "broadcast" }],
       ],
       hot_services: [
-        [1, { mode: "relay" }],
+        [1, { mode: "relay", coalesce: false }],
         [2, { mode: "echo" }],
         [3, { mode: "state", tick_hz: 20 }],
       ],
