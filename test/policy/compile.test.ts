@@ -546,7 +546,7 @@ tenants:
     ).toEqual([
       'policies/t.yaml:6:7: tenants[0].hot_services.256: expected a hot svc_id, an integer 1..255 in decimal (0 is reserved for the gateway), got "256"',
       'policies/t.yaml:7:18: tenants[0].hot_services.1.mode: expected one of: relay, echo, state, got "fast"',
-      'policies/t.yaml:8:25: tenants[0].hot_services.2.tick_hz: unknown key "tick_hz" (expected one of: mode)',
+      'policies/t.yaml:8:25: tenants[0].hot_services.2.tick_hz: unknown key "tick_hz" (expected one of: mode, coalesce)',
       "policies/t.yaml:9:34: tenants[0].hot_services.3.tick_hz: expected an integer between 1 and 120, got 121",
     ]);
   });
