@@ -74,26 +74,43 @@ export class OriginBridge {
   /** Streams with a run in progress in this instance (after a wake: none; their alarms resume them). */
   private readonly active = new Set<string>();
 
-  constructor(host: BridgeHost, storage: DurableObjectStorage, env: Env) {
+  /** `keepAlive` holds the object while a stream runs (ctx.waitUntil): no eviction with rows in memory. */
+  constructor(host: BridgeHost, storage: DurableObjectStorage, env: Env, keepAlive: (p: Promise<unknown>) => void) {
     this.host = host;
     this.env = env;
     this.outbox = new Outbox(storage);
+    this.keepAlive = keepAlive;
   }
 
+  private readonly keepAlive: (p: Promise<unknown>) => void;
+
   /**
-   * Queue an event for `svc`: "ok", or why it was refused. The row is written to
-   * storage before the caller answers anyone (and before any POST goes out: the
-   * runtime's output gate holds requests until earlier writes are durable).
+   * Queue an event for `svc`: "ok", or why it was refused. A message for a
+   * healthy stream that sends at once is held in memory while it is in flight
+   * (see outbox.ts); everything else is written to storage before the caller
+   * answers anyone, and before any POST goes out (the runtime's output gate holds
+   * requests until earlier writes are durable).
    */
   enqueue(svc: string, service: OriginService, event: OriginEvent, ack: boolean): PushResult {
+    const healthy = !this.failing.has(svc);
+    const durable = event.kind !== "message" || service.batch_ms > 0 || !healthy;
+    if (durable) this.persist(svc);
     // A stream in an outage buffers; a healthy one that cannot keep up sheds.
-    const pushed = this.outbox.push(svc, event, ack, Date.now(), !this.failing.has(svc));
+    const pushed = this.outbox.push(svc, event, ack, Date.now(), healthy, durable);
     if (pushed !== "ok") return pushed;
     // A stream in flight takes this event with its next batch.
     if (this.active.has(svc)) return "ok";
     if (service.batch_ms > 0) this.host.alarms.scheduleBy(streamAlarm(svc), Date.now() + service.batch_ms);
-    else void this.runStream(svc); // idle: send at once
+    else this.keepAlive(this.runStream(svc)); // idle: send at once
     return "ok";
+  }
+
+  /**
+   * Make a stream's memory rows durable; if there were any (a batch may be in
+   * flight), its lease deadline makes sure a restart finds and resumes them.
+   */
+  private persist(svc: string): void {
+    if (this.outbox.persist(svc)) this.host.alarms.scheduleBy(streamAlarm(svc), Date.now() + this.leaseMs(svc));
   }
 
   /** Alarm entry point: resume these streams (or all with events). */
@@ -123,15 +140,22 @@ export class OriginBridge {
         // lease period instead of twice per POST.
         if (wait === null) return;
         if (wait > 0) {
+          // Whatever waits for an alarm must survive eviction: write it first.
+          this.outbox.persist(svc);
           this.host.alarms.schedule(streamAlarm(svc), Date.now() + wait);
           return;
         }
       }
+      this.outbox.persist(svc);
       this.host.alarms.schedule(streamAlarm(svc), Date.now()); // yield, then go on
     } catch (err) {
       this.host.counters.inc("wsprism_internal_errors_total", {});
       log("error", "origin.stream_failed", { trace_id: "-", svc, error: String(err) });
-      this.host.alarms.schedule(streamAlarm(svc), Date.now() + BACKOFF_BASE_MS);
+      try {
+        this.outbox.persist(svc);
+      } finally {
+        this.host.alarms.schedule(streamAlarm(svc), Date.now() + BACKOFF_BASE_MS);
+      }
     } finally {
       this.active.delete(svc);
     }
@@ -178,8 +202,10 @@ export class OriginBridge {
     batch.attempts += 1;
     // Lease: if the object dies mid-request, the stream's alarm fires after the
     // timeout and the batch is retried with the same webhook id. An earlier
-    // deadline of the stream is kept: when it fires, run() moves it on.
-    this.host.alarms.scheduleBy(streamAlarm(batch.svc), Date.now() + this.leaseMs(batch.svc));
+    // deadline of the stream is kept: when it fires, run() moves it on. A batch
+    // held in memory needs none: the object stays while its request runs, and
+    // if the batch is written meanwhile, persist() sets the lease.
+    if (this.outbox.isStored(batch.id)) this.host.alarms.scheduleBy(streamAlarm(batch.svc), Date.now() + this.leaseMs(batch.svc));
     if (batch.attempts > 1) this.host.counters.inc("wsprism_origin_retries_total", { tenant: t.id, svc: batch.svc });
     const outcome = await post(this.env, service, batch.id, body);
     this.host.counters.inc("wsprism_origin_requests_total", { tenant: t.id, svc: batch.svc, outcome: outcome.kind });

@@ -1,9 +1,20 @@
 /**
- * The durable outbox: accepted ext events waiting for their origin, in the room
- * object's SQLite storage. One stream per service (SPEC section 6): a service's
- * events go out in the order accepted, independently of the room's other
- * services. A batch is the first unsent events of one stream, and keeps its
- * webhook id across retries.
+ * The outbox: accepted ext events waiting for their origin. One stream per
+ * service (SPEC section 6): a service's events go out in the order accepted,
+ * independently of the room's other services. A batch is the first unsent events
+ * of one stream, and keeps its webhook id across retries.
+ *
+ * Written when waiting, not on receipt. A message for a healthy stream that
+ * sends at once is held in memory only while its POST is in flight (the object
+ * cannot be evicted then: the run is a waitUntil task); the moment it must wait
+ * for anything durable (a retry after a failure, `batch_ms`, a yield to the
+ * alarm) the stream's memory rows are written to the object's SQLite storage, in
+ * order, with their batch. `open`/`close` events, and everything behind rows
+ * already in storage, are written before anything else happens. A stream's rows
+ * are thus either all in memory or all in storage, never both. What this trades
+ * (docs/origins.md, "Durability"): a message whose first POST is in flight when
+ * the object is reset (a deploy, a crash) is lost with the socket that sent it,
+ * which had not been acknowledged; one commit per event is what it saves.
  */
 
 /** Per room: beyond these, new messages are refused with RESOURCE_EXHAUSTED. */
@@ -91,6 +102,13 @@ export class Outbox {
   private readonly sealed = new Map<string, OutboxRow[]>();
   /** Batch state per stream, cached (null: none). Keys are service names from the policy. */
   private readonly batches = new Map<string, BatchState | null>();
+  /** Per stream, rows held in memory only (in order; a sealed batch first). Never alongside stored rows. */
+  private readonly mem = new Map<string, OutboxRow[]>();
+  private memSeq = 0;
+  /** Batches sealed from memory rows (their state is not in storage either). */
+  private readonly memBatches = new Set<string>();
+  /** Per stream, rows in storage (counted once per stream and instance, then kept). */
+  private readonly storedCount = new Map<string, number>();
   /** Tests may lower them on a live object. */
   limits: OutboxLimits = DEFAULT_OUTBOX_LIMITS;
 
@@ -150,6 +168,8 @@ export class Outbox {
 
   /** When the stream's oldest waiting event was accepted (null: none), cached per stream. */
   private oldestOf(svc: string): number | null {
+    const held = this.mem.get(svc);
+    if (held && held.length > 0) return held[0]!.created;
     let at = this.oldest.get(svc);
     if (at === undefined) {
       at = this.sql.exec<{ created: number }>("SELECT created FROM outbox WHERE svc = ? ORDER BY n LIMIT 1", svc).toArray()[0]?.created ?? null;
@@ -158,11 +178,23 @@ export class Outbox {
     return at;
   }
 
+  /** Rows of a stream in storage. */
+  private stored(svc: string): number {
+    let c = this.storedCount.get(svc);
+    if (c === undefined) {
+      c = this.sql.exec<{ c: number }>("SELECT COUNT(*) AS c FROM outbox WHERE svc = ?", svc).one().c;
+      this.storedCount.set(svc, c);
+    }
+    return c;
+  }
+
   /**
-   * Append an event, or say why not. Written before anyone is answered. With
-   * `shed`, a message for a stream whose oldest event waited past BACKLOG_SHED_MS is refused.
+   * Append an event, or say why not. With `durable` (and always when the stream
+   * has rows in storage) it is written before anyone is answered; otherwise it is
+   * held in memory until persist(). With `shed`, a message for a stream whose
+   * oldest event waited past BACKLOG_SHED_MS is refused.
    */
-  push(svc: string, event: OriginEvent, ack: boolean, now: number, shed = false): PushResult {
+  push(svc: string, event: OriginEvent, ack: boolean, now: number, shed = false, durable = true): PushResult {
     if (shed && event.kind === "message") {
       const oldest = this.oldestOf(svc);
       if (oldest !== null && now - oldest > BACKLOG_SHED_MS) return "backlog";
@@ -178,33 +210,91 @@ export class Outbox {
     } else if (size.events + 1 > maxEvents * LIFECYCLE_FACTOR || size.bytes + bytes > maxBytes * LIFECYCLE_FACTOR) {
       return "room_full";
     }
-    this.sql.exec(
-      "INSERT INTO outbox (svc, event_id, kind, sid, seq, ack, event, bytes, created, cid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    const row: OutboxRow = {
+      n: ++this.memSeq,
       svc,
-      event.id,
-      event.kind,
-      event.sid,
-      event.seq ?? null,
-      ack ? 1 : 0,
-      json,
+      event_id: event.id,
+      kind: event.kind,
+      sid: event.sid,
+      seq: event.seq ?? null,
+      ack: ack ? 1 : 0,
+      event: json,
       bytes,
-      now,
-      event.trace_id,
-    );
+      created: now,
+      batch: null,
+      cid: event.trace_id,
+    };
+    if (!durable && this.stored(svc) === 0) {
+      const held = this.mem.get(svc);
+      if (held) held.push(row);
+      else this.mem.set(svc, [row]);
+    } else {
+      this.persist(svc); // rows held before this one go first
+      const before = this.stored(svc);
+      this.insert(row);
+      this.storedCount.set(svc, before + 1);
+      if (this.oldest.get(svc) === null) this.oldest.set(svc, now);
+    }
     size.events += 1;
     size.bytes += bytes;
     if (event.kind === "message") this.sessions().set(event.sid, { events: mine.events + 1, bytes: mine.bytes + bytes });
-    if (this.oldest.get(svc) === null) this.oldest.set(svc, now);
     return "ok";
+  }
+
+  private insert(r: OutboxRow): void {
+    this.sql.exec(
+      "INSERT INTO outbox (svc, event_id, kind, sid, seq, ack, event, bytes, created, batch, cid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      r.svc,
+      r.event_id,
+      r.kind,
+      r.sid,
+      r.seq,
+      r.ack,
+      r.event,
+      r.bytes,
+      r.created,
+      r.batch,
+      r.cid,
+    );
+  }
+
+  /**
+   * Write a stream's memory rows (and the state of a batch sealed from them) to
+   * storage, in order: from now on they survive eviction and restarts. Returns
+   * whether anything was written.
+   */
+  persist(svc: string): boolean {
+    const held = this.mem.get(svc);
+    if (!held || held.length === 0) return false;
+    this.mem.delete(svc);
+    const before = this.stored(svc);
+    for (const r of held) this.insert(r);
+    this.storedCount.set(svc, before + held.length);
+    this.oldest.delete(svc); // read again from storage
+    const batch = this.batches.get(svc);
+    if (batch && this.memBatches.delete(batch.id)) this.storage.kv.put(BATCH_PREFIX + svc, batch);
+    return true;
+  }
+
+  /** Whether a batch's rows are in storage (false: held in memory only). */
+  isStored(batchId: string): boolean {
+    return !this.memBatches.has(batchId);
   }
 
   /** Services with events waiting (after a wake, every stream to resume). */
   streams(): string[] {
-    return this.sql.exec<{ svc: string }>("SELECT DISTINCT svc FROM outbox").toArray().map((r) => r.svc);
+    const svcs = new Set(this.sql.exec<{ svc: string }>("SELECT DISTINCT svc FROM outbox").toArray().map((r) => r.svc));
+    for (const [svc, held] of this.mem) if (held.length > 0) svcs.add(svc);
+    return [...svcs];
   }
 
   /** The first unsent events of a stream, up to `max`, in order. */
   headRun(svc: string, max: number): OutboxRow[] {
+    if (this.stored(svc) === 0) {
+      const held = this.mem.get(svc) ?? [];
+      const start = held.findIndex((r) => r.batch === null);
+      return start < 0 ? [] : held.slice(start, start + max);
+    }
     return this.sql.exec<OutboxRow>("SELECT * FROM outbox WHERE svc = ? AND batch IS NULL ORDER BY n LIMIT ?", svc, max).toArray();
   }
 
@@ -220,6 +310,15 @@ export class Outbox {
   /** Seal a stream's head run into a batch with a stable webhook id. */
   seal(rows: OutboxRow[], id: string, now: number): BatchState {
     const svc = rows[0]!.svc;
+    if (this.stored(svc) === 0) {
+      // Memory rows: sealed in place; written (with this state) only if they must wait.
+      for (const r of rows) r.batch = id;
+      const state: BatchState = { id, svc, first: now, attempts: 0 };
+      this.batches.set(svc, state);
+      this.memBatches.add(id);
+      this.sealed.set(id, rows);
+      return state;
+    }
     const last = rows[rows.length - 1]!;
     this.sql.exec("UPDATE outbox SET batch = ? WHERE svc = ? AND batch IS NULL AND n BETWEEN ? AND ?", id, svc, rows[0]!.n, last.n);
     const state: BatchState = { id, svc, first: now, attempts: 0 };
@@ -231,6 +330,7 @@ export class Outbox {
 
   /** Persist a batch's attempt count (before a retry: a lost count only restarts the backoff). */
   update(state: BatchState): void {
+    this.persist(state.svc); // a batch that waits for a retry is durable
     this.storage.kv.put(BATCH_PREFIX + state.svc, state);
   }
 
@@ -254,11 +354,20 @@ export class Outbox {
         if (m.events <= 0) this.perSid!.delete(r.sid);
       }
     }
-    this.sql.exec("DELETE FROM outbox WHERE batch = ?", batchId);
+    const stored = !this.memBatches.delete(batchId);
+    if (stored) {
+      this.sql.exec("DELETE FROM outbox WHERE batch = ?", batchId);
+      const c = this.storedCount.get(svc);
+      if (c !== undefined) this.storedCount.set(svc, Math.max(0, c - rows.length));
+    } else {
+      const held = (this.mem.get(svc) ?? []).filter((r) => r.batch !== batchId);
+      if (held.length > 0) this.mem.set(svc, held);
+      else this.mem.delete(svc);
+    }
     this.sealed.delete(batchId);
     this.oldest.delete(svc); // read again when next needed
     if (this.current(svc)?.id === batchId) {
-      this.storage.kv.delete(BATCH_PREFIX + svc);
+      if (stored) this.storage.kv.delete(BATCH_PREFIX + svc);
       this.batches.set(svc, null);
     }
   }

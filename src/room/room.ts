@@ -80,7 +80,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
       const m = this.meta();
       return m ? [[m.tenant, this.members.size()]] : [];
     }, { alarms: this.alarms });
-    this.bridge = new OriginBridge(this, ctx.storage, env);
+    this.bridge = new OriginBridge(this, ctx.storage, env, (p) => ctx.waitUntil(p));
     this.state = new StateTable(ctx.storage, (err) => this.failed("state.save_failed", undefined, err));
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }

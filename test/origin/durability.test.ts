@@ -1,0 +1,244 @@
+/**
+ * When the outbox writes (src/origin/outbox.ts): a message for a healthy stream
+ * that sends at once is held in memory while its POST is in flight; anything
+ * that must wait (a retry, batch_ms, rows already stored) and every open/close
+ * event is written first. Tenant `hooks`: `chat` (open/close/message, batch_ms 0).
+ */
+import fc from "fast-check";
+import { env } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { Outbox, type OriginEvent } from "../../src/origin/outbox.ts";
+import type { RoomObject } from "../../src/room/room.ts";
+import { script, waitForLog } from "../helpers/origin.ts";
+import { connect, uniqueRoom } from "../helpers/ws.ts";
+
+const join = (user: string, room: string) => connect({ tenant: "hooks", room, ticket: `dev:${user}` });
+const chat = (seq: number) => ({ v: 1, svc: "chat", type: "send", flags: 4, seq, data: { n: seq } });
+const stub = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(`hooks/${room}`));
+const storedRows = (state: DurableObjectState) =>
+  state.storage.sql.exec<{ kind: string; seq: number | null; batch: string | null }>("SELECT kind, seq, batch FROM outbox ORDER BY n").toArray();
+
+describe("outbox writes: when waiting, not on receipt", () => {
+  it("a message to a healthy idle stream is never written: nothing stored while its POST is in flight, nor after", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1); // the open event (written: lifecycle events always are)
+    await script(room, [{ status: 200, delayMs: 400 }], { status: 200 });
+    const leaseBefore = await runInDurableObject(stub(room), (o: RoomObject) => o.alarms.get("outbox/chat"));
+    a.send(chat(1));
+    await waitForLog(room, (l) => l.length === 2); // the POST is now in flight (answer delayed)
+    const inFlight = await runInDurableObject(stub(room), (o: RoomObject, state: DurableObjectState) => ({
+      rows: storedRows(state),
+      size: o.bridge.outbox.size().events,
+      lease: o.alarms.get("outbox/chat"),
+    }));
+    expect(inFlight.rows).toEqual([]);
+    expect(inFlight.size).toBe(1); // counted against the room's bounds all the same
+    expect(inFlight.lease).toBe(leaseBefore); // no lease written for it either
+    expect((await a.nextOf("sys", "ack", 3000)).data).toEqual({ seq: 1 });
+    const after = await runInDurableObject(stub(room), (o: RoomObject, state: DurableObjectState) => ({
+      rows: storedRows(state),
+      size: o.bridge.outbox.size().events,
+    }));
+    expect(after).toEqual({ rows: [], size: 0 });
+  });
+
+  it("a message whose POST fails is written with its batch before the retry, and retried with the same webhook id", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1);
+    await script(room, [{ status: 503 }], { status: 200, delayMs: 300 });
+    a.send(chat(1));
+    const log = await waitForLog(room, (l) => l.length === 3); // the failed POST, then the retry (in flight)
+    const stored = await runInDurableObject(stub(room), (o: RoomObject, state: DurableObjectState) => ({
+      rows: storedRows(state),
+      batch: state.storage.kv.get<{ id: string; attempts: number }>("outbox:batch:chat"),
+    }));
+    const id = log[1]!.headers["webhook-id"];
+    expect(stored.rows).toEqual([{ kind: "message", seq: 1, batch: id }]);
+    expect(stored.batch).toMatchObject({ id, attempts: 1 });
+    expect(log[2]!.headers["webhook-id"]).toBe(id);
+    expect((await a.nextOf("sys", "ack", 5000)).data).toEqual({ seq: 1 });
+  });
+
+  it("an open event behind a message in flight: both written in order, with a lease; the origin gets them in order", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    await waitForLog(room, (l) => l.length === 1);
+    await script(room, [{ status: 200, delayMs: 500 }], { status: 200 });
+    a.send(chat(1));
+    await waitForLog(room, (l) => l.length === 2);
+    await join("bob", room); // bob's open event arrives while alice's message is in flight
+    const mid = await runInDurableObject(stub(room), (o: RoomObject, state: DurableObjectState) => ({
+      rows: storedRows(state).map((r) => [r.kind, r.seq, r.batch !== null]),
+      lease: o.alarms.get("outbox/chat") !== undefined,
+    }));
+    expect(mid.rows).toEqual([
+      ["message", 1, true], // the batch in flight, written with its webhook id
+      ["open", null, false],
+    ]);
+    expect(mid.lease).toBe(true); // a restart now finds and resumes them
+    const log = await waitForLog(room, (l) => l.length === 3);
+    expect(log[1]!.json.events.map((e: OriginEvent) => e.kind)).toEqual(["message"]);
+    expect(log[2]!.json.events.map((e: OriginEvent) => [e.kind, e.user])).toEqual([["open", "bob"]]);
+  });
+});
+
+// --- Model-based: the outbox against a model, with restarts ------------------
+
+interface MRow {
+  id: string;
+  durable: boolean;
+  batch: string | null;
+}
+interface Model {
+  rows: MRow[]; // one stream, in order
+  batch: { id: string; durable: boolean } | null;
+  next: number;
+}
+interface Real {
+  state: DurableObjectState;
+  outbox: Outbox;
+}
+
+const SVC = "s";
+const event = (id: string, kind: "message" | "open"): OriginEvent => ({
+  id,
+  kind,
+  user: "u",
+  sid: "sid",
+  svc: SVC,
+  type: "t",
+  ts: 1,
+  trace_id: "c",
+});
+const persistModel = (m: Model) => {
+  for (const r of m.rows) r.durable = true;
+  if (m.batch) m.batch.durable = true;
+};
+
+class Push implements fc.Command<Model, Real> {
+  readonly durable: boolean;
+  readonly kind: "message" | "open";
+  constructor(durable: boolean, kind: "message" | "open") {
+    this.durable = durable;
+    this.kind = kind;
+  }
+  check = () => true;
+  run(m: Model, r: Real) {
+    const id = `e${m.next++}`;
+    const durable = this.durable || this.kind === "open";
+    expect(r.outbox.push(SVC, event(id, this.kind), false, 1, false, durable)).toBe("ok");
+    // Rows already stored force the new one to storage; a durable push writes the held ones first.
+    const anyStored = m.rows.some((x) => x.durable);
+    if (durable || anyStored) persistModel(m);
+    m.rows.push({ id, durable: durable || anyStored, batch: null });
+  }
+  toString = () => `push(${this.kind}${this.durable ? ", durable" : ""})`;
+}
+class Seal implements fc.Command<Model, Real> {
+  readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  check = (m: Readonly<Model>) => m.batch === null && m.rows.some((x) => x.batch === null);
+  run(m: Model, r: Real) {
+    const run = r.outbox.headRun(SVC, this.max);
+    const want = m.rows.filter((x) => x.batch === null).slice(0, this.max);
+    expect(run.map((x) => x.event_id)).toEqual(want.map((x) => x.id));
+    const id = `b${m.next++}`;
+    r.outbox.seal(run, id, 1);
+    for (const x of want) x.batch = id;
+    m.batch = { id, durable: want[0]!.durable };
+  }
+  toString = () => `seal(${this.max})`;
+}
+class Finish implements fc.Command<Model, Real> {
+  check = (m: Readonly<Model>) => m.batch !== null;
+  run(m: Model, r: Real) {
+    const id = m.batch!.id;
+    r.outbox.finish(SVC, id, r.outbox.rows(id));
+    m.rows = m.rows.filter((x) => x.batch !== id);
+    m.batch = null;
+  }
+  toString = () => "finish";
+}
+class Retry implements fc.Command<Model, Real> {
+  check = (m: Readonly<Model>) => m.batch !== null;
+  run(m: Model, r: Real) {
+    const state = r.outbox.current(SVC)!;
+    state.attempts += 1;
+    r.outbox.update(state); // a batch that waits for a retry is written, with what is behind it
+    persistModel(m);
+  }
+  toString = () => "retry";
+}
+class Persist implements fc.Command<Model, Real> {
+  check = () => true;
+  run(m: Model, r: Real) {
+    r.outbox.persist(SVC);
+    persistModel(m);
+  }
+  toString = () => "persist";
+}
+class Restart implements fc.Command<Model, Real> {
+  check = () => true;
+  run(m: Model, r: Real) {
+    r.outbox = new Outbox(r.state.storage); // what was only in memory is gone
+    m.rows = m.rows.filter((x) => x.durable);
+    if (m.batch && !m.batch.durable) m.batch = null;
+  }
+  toString = () => "restart";
+}
+
+function checkInvariants(m: Model, r: Real): void {
+  expect(r.outbox.size().events).toBe(m.rows.length); // (also creates the table)
+  const stored = r.state.storage.sql
+    .exec<{ event_id: string; batch: string | null }>("SELECT event_id, batch FROM outbox ORDER BY n")
+    .toArray();
+  expect(stored.map((x) => x.event_id)).toEqual(m.rows.filter((x) => x.durable).map((x) => x.id));
+  // A stream's rows are all in memory or all in storage.
+  expect(stored.length === 0 || stored.length === m.rows.length).toBe(true);
+  expect(r.outbox.current(SVC)?.id ?? null).toBe(m.batch?.id ?? null);
+  expect(r.outbox.streams()).toEqual(m.rows.length > 0 ? [SVC] : []);
+  if (m.batch) expect(r.outbox.rows(m.batch.id).map((x) => x.event_id)).toEqual(m.rows.filter((x) => x.batch === m.batch!.id).map((x) => x.id));
+}
+
+describe("outbox model", () => {
+  it("memory and storage rows, batches, retries and restarts agree with a model", async () => {
+    const s = env.ROOMS.get(env.ROOMS.idFromName(`hooks/model-${uniqueRoom()}`));
+    await runInDurableObject(s, (_o: RoomObject, state: DurableObjectState) => {
+      const commands = [
+        fc.tuple(fc.boolean(), fc.constantFrom("message" as const, "message" as const, "open" as const)).map(([d, k]) => new Push(d, k)),
+        fc.integer({ min: 1, max: 4 }).map((n) => new Seal(n)),
+        fc.constant(new Finish()),
+        fc.constant(new Retry()),
+        fc.constant(new Persist()),
+        fc.constant(new Restart()),
+      ];
+      fc.assert(
+        fc.property(fc.commands(commands, { maxCommands: 40 }), (cmds) => {
+          state.storage.sql.exec("DROP TABLE IF EXISTS outbox");
+          state.storage.kv.delete(`outbox:batch:${SVC}`);
+          const real: Real = { state, outbox: new Outbox(state.storage) };
+          const model: Model = { rows: [], batch: null, next: 0 };
+          fc.modelRun(() => ({ model, real }), [...cmds].map((c) => wrap(c)));
+        }),
+        { numRuns: 150 },
+      );
+    });
+  });
+});
+
+/** Check the invariants after every command. */
+function wrap(c: fc.Command<Model, Real>): fc.Command<Model, Real> {
+  return {
+    check: (m) => c.check(m),
+    run: (m, r) => {
+      c.run(m, r);
+      checkInvariants(m, r);
+    },
+    toString: () => c.toString(),
+  };
+}
