@@ -6,17 +6,33 @@
 import { seriesKey as key } from "./prometheus.ts";
 
 export type Labels = Record<string, string>;
+/** Told of every increment, after it is counted. */
+export type IncListener = (name: string, labels: Labels, by: number) => void;
 
 export class Counters {
   readonly values = new Map<string, number>();
+  private readonly listeners: IncListener[] = [];
 
   inc(name: string, labels: Labels, by = 1): void {
     const k = key(name, labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
+    for (const l of this.listeners) l(name, labels, by);
   }
 
   get(name: string, labels: Labels): number {
     return this.values.get(key(name, labels)) ?? 0;
+  }
+
+  /**
+   * Be told of every increment (a flusher arms its timer there, so no code
+   * path can leave deltas behind). Returns the unsubscribe function.
+   */
+  onInc(listener: IncListener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
   }
 
   /** Take the accumulated deltas and reset (for flushing to an aggregator). */

@@ -419,32 +419,34 @@ class FileCompiler {
 
   /**
    * The well-formed string entries of `parent[key]` (syntax errors are the
-   * schema's), each reported once: a repeated entry is an error, a first one is
-   * handed to `check` with its regex match, path and source offset.
+   * schema's), each reported once. `parse` gives an entry's identity (`key`,
+   * e.g. an origin in its normal form) or null when it is malformed; a repeated
+   * identity is an error naming the `what`, a first one is handed to `check`.
    */
-  private uniqueEntries(
+  private uniqueEntries<T>(
     parent: unknown,
     key: string,
-    re: RegExp,
     parentPath: Path,
-    check: (m: RegExpExecArray, entry: string, path: Path, at: number) => void,
+    what: string,
+    parse: (entry: string) => { key: string; value: T } | null,
+    check: (value: T, entry: string, path: Path, at: number) => void = () => {},
   ): void {
     const list = isObj(parent) ? own(parent, key) : undefined;
     if (!Array.isArray(list)) return;
     const seen = new Map<string, number>();
     list.forEach((entry, j) => {
       if (typeof entry !== "string") return;
-      const m = re.exec(entry);
-      if (!m) return;
+      const parsed = parse(entry);
+      if (!parsed) return;
       const path: Path = [...parentPath, key, j];
       const at = this.offsetOf(path, "value");
-      const first = seen.get(entry);
+      const first = seen.get(parsed.key);
       if (first !== undefined) {
-        this.error(at, path, `duplicate entry "${entry}" (already at index ${first})`);
+        this.error(at, path, `duplicate ${what} "${parsed.key}" (already at index ${first})`);
         return;
       }
-      seen.set(entry, j);
-      check(m, entry, path, at);
+      seen.set(parsed.key, j);
+      check(parsed.value, entry, path, at);
     });
   }
 
@@ -458,7 +460,7 @@ class FileCompiler {
       const services = own(t, "services");
       const hotServices = own(t, "hot_services");
 
-      this.uniqueEntries(policy, "ext_allowlist", EXT_ENTRY_RE, [...base, "policy"], (m, entry, path, at) => {
+      this.uniqueEntries(policy, "ext_allowlist", [...base, "policy"], "entry", matching(EXT_ENTRY_RE), (m, entry, path, at) => {
         const svc = m[1]!;
         const type = m[2]!;
         if (svc === "room") {
@@ -478,7 +480,7 @@ class FileCompiler {
         }
       });
 
-      this.uniqueEntries(policy, "hot_allowlist", HOT_ENTRY_RE, [...base, "policy"], (m, _entry, path, at) => {
+      this.uniqueEntries(policy, "hot_allowlist", [...base, "policy"], "entry", matching(HOT_ENTRY_RE), (m, _entry, path, at) => {
         const svcId = m[1]!;
         if (hotServices !== undefined && !isObj(hotServices)) return;
         if (!isObj(hotServices) || !Object.hasOwn(hotServices, svcId)) {
@@ -486,25 +488,21 @@ class FileCompiler {
         }
       });
 
-      const origins = own(t, "allowed_origins");
-      if (Array.isArray(origins)) {
-        const seen = new Map<string, number>();
-        origins.forEach((o, j) => {
-          if (typeof o !== "string" || !ORIGIN_RE.test(o) || originPortProblem(o)) return;
-          const norm = normaliseOrigin(o);
-          if (norm === null) return;
-          const path: Path = [...base, "allowed_origins", j];
-          const at = this.offsetOf(path, "value");
-          const first = seen.get(norm);
-          if (first !== undefined) {
-            this.error(at, path, `duplicate origin "${norm}" (already at index ${first})`);
-            return;
-          }
-          seen.set(norm, j);
-        });
-      }
+      // Origins are compared in their normal form: "https://A.example:443" repeats "https://a.example".
+      this.uniqueEntries(t, "allowed_origins", base, "origin", (o) => {
+        const norm = ORIGIN_RE.test(o) && !originPortProblem(o) ? normaliseOrigin(o) : null;
+        return norm === null ? null : { key: norm, value: norm };
+      });
     });
   }
+}
+
+/** An entry is well formed when `re` matches it; it is its own identity. */
+function matching(re: RegExp): (entry: string) => { key: string; value: RegExpExecArray } | null {
+  return (entry) => {
+    const m = re.exec(entry);
+    return m ? { key: entry, value: m } : null;
+  };
 }
 
 /** Lower case, default port dropped; null when the syntax is wrong (the schema reports it). */

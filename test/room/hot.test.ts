@@ -1,5 +1,12 @@
+import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { connect, decodeOutbound, dev, uniqueRoom } from "../helpers/ws.ts";
+
+const ORIGIN = { Origin: "https://app.example.com" }; // jwt-t has an allowed_origins list
+const secret = new TextEncoder().encode(env.TEST_JWT_SECRET);
+const token = (sub: string) =>
+  new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setAudience("wsprism-test").setExpirationTime("5m").sign(secret);
 
 describe("hot lane", () => {
   it("relay goes to every other member with SENDER_PRESENT and the sender's slot, payload unchanged", async () => {
@@ -58,14 +65,25 @@ describe("hot lane", () => {
   });
 
   it("opcode-level allowlist: 2:10 allowed, 2:11 not (jwt tenant)", async () => {
-    // Uses the `quiet` tenant for silent mode and `demo` elsewhere; opcode bitmaps are checked here.
+    // jwt-t allowlists "2:10" only: the opcode bitmap, not the svc_id, decides.
+    const a = await connect({ tenant: "jwt-t", room: uniqueRoom(), ticket: await token("alice") }, ORIGIN);
+    a.sendHot(2, 10, [7], 1); // echo service: comes back
+    const f = decodeOutbound(await a.nextBinary())!;
+    expect(f).toMatchObject({ svc: 2, op: 10, seq: 1 });
+    expect(Array.from(f.payload)).toEqual([7]);
+    a.sendHot(2, 11, [8], 2);
+    expect((await a.nextOf("sys", "error")).data).toMatchObject({ code: "NOT_ALLOWED", seq: 2 });
+    expect((await a.quiet(150)).filter((m) => m.kind === "binary")).toEqual([]);
+  });
+
+  it("hot_error_mode silent: a pair outside the allowlist is dropped without sys.error (quiet tenant)", async () => {
     const room = uniqueRoom();
     const a = await connect({ tenant: "quiet", room, ticket: "dev:alice" });
     const b = await connect({ tenant: "quiet", room, ticket: "dev:bob" });
     a.sendHot(2, 10, [1]); // svc 2 not allowlisted in `quiet` -> silently dropped
     a.sendHot(1, 200, [2]); // 1:* allowed
     const f = decodeOutbound(await b.nextBinary())!;
-    expect(Array.from(f.payload)).toEqual([2]);
+    expect(Array.from(f.payload)).toEqual([2]); // the dropped frame never reached bob
     const rest = await a.quiet(200);
     expect(rest).toEqual([]); // silent mode: no sys.error
   });
