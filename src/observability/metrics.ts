@@ -13,14 +13,31 @@ export class Counters {
   readonly values = new Map<string, number>();
   private readonly listeners: IncListener[] = [];
 
+  /**
+   * Series keys by a raw key (name and label values in call order): escaping and
+   * sorting once per series instead of once per increment. Bounded like the series.
+   */
+  private readonly keys = new Map<string, string>();
+
+  private key(name: string, labels: Labels): string {
+    let raw = name;
+    for (const k in labels) raw += `\u0000${k}\u0001${labels[k]}`;
+    let k = this.keys.get(raw);
+    if (k === undefined) {
+      k = key(name, labels);
+      this.keys.set(raw, k);
+    }
+    return k;
+  }
+
   inc(name: string, labels: Labels, by = 1): void {
-    const k = key(name, labels);
+    const k = this.key(name, labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
     for (const l of this.listeners) l(name, labels, by);
   }
 
   get(name: string, labels: Labels): number {
-    return this.values.get(key(name, labels)) ?? 0;
+    return this.values.get(this.key(name, labels)) ?? 0;
   }
 
   /**

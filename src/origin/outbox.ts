@@ -170,6 +170,7 @@ export class Outbox {
   private oldestOf(svc: string): number | null {
     const held = this.mem.get(svc);
     if (held && held.length > 0) return held[0]!.created;
+    if (this.stored(svc) === 0) return null; // (no query per event for a stream kept in memory)
     let at = this.oldest.get(svc);
     if (at === undefined) {
       at = this.sql.exec<{ created: number }>("SELECT created FROM outbox WHERE svc = ? ORDER BY n LIMIT 1", svc).toArray()[0]?.created ?? null;

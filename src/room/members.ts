@@ -33,6 +33,9 @@ export const MAX_SLOT = 0xffff;
 
 const CLOSED = 3;
 
+/** See Members.saveSoon. */
+export const SAVE_EVERY_MS = 1_000;
+
 export class Members {
   private index: Map<WebSocket, Attachment> | null = null;
   private readonly ctx: DurableObjectState;
@@ -65,8 +68,26 @@ export class Members {
     this.all().set(ws, att);
   }
 
-  /** Persist a changed attachment (e.g. the rate-limit bucket). */
-  save(ws: WebSocket, att: Attachment): void {
+  /** When each socket's attachment was last written (this instance only). */
+  private readonly savedAt = new WeakMap<WebSocket, number>();
+
+  /**
+   * Persist the per-frame fields (rate-limit bucket, time of the last frame) at
+   * most once per SAVE_EVERY_MS per socket: writing the attachment on every frame
+   * cost more than the rest of the frame's checks. The object in memory stays
+   * exact; what a wake reads back is at most that old (an idle clock up to one
+   * second earlier; a bucket holding back at most the tokens taken since, never
+   * more than its burst). The caller saves at once a bucket that is exhausted, so
+   * a sender at its limit is still at its limit after a wake.
+   */
+  saveSoon(ws: WebSocket, att: Attachment, now: number): void {
+    if (now - (this.savedAt.get(ws) ?? 0) < SAVE_EVERY_MS) return;
+    this.save(ws, att, now);
+  }
+
+  /** Persist a changed attachment. */
+  save(ws: WebSocket, att: Attachment, now = Date.now()): void {
+    this.savedAt.set(ws, now);
     try {
       ws.serializeAttachment(att);
     } catch {

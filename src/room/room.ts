@@ -430,11 +430,13 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
         this.ctx.storage.kv.get<Bucket>(TENANT_BUCKET_KEY) ?? fullBucket(burst, now));
       const ok = take(bucket, now, rps, burst);
       this.ctx.storage.kv.put(TENANT_BUCKET_KEY, bucket);
-      this.members.save(ws, att);
+      this.members.saveSoon(ws, att, now);
       return ok;
     }
     const ok = take(att.rl, now, rps, burst);
-    this.members.save(ws, att);
+    // An exhausted bucket is written at once: a wake must not hand a sender at its limit a fresh burst.
+    if (att.rl.tokens < 1) this.members.save(ws, att, now);
+    else this.members.saveSoon(ws, att, now);
     return ok;
   }
 
