@@ -3,8 +3,8 @@
  * `coalesce: true`, svc 4 a plain relay.
  */
 import { env } from "cloudflare:workers";
-import { runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it, vi } from "vitest";
 import { coalescerOf, MAX_RELAY_BATCH } from "../../src/room/coalesce.ts";
 import type { RoomObject } from "../../src/room/room.ts";
 import { decodeBatch } from "../../src/room/state.ts";
@@ -138,5 +138,24 @@ describe("coalesced relay", () => {
     const batches = messages.filter((m) => m[1] === 0).length;
     expect(counts).toEqual({ frames: 30, batches, sent: batches });
     expect(batches).toBeGreaterThan(0);
+  });
+
+  it("after a burst the room is idle again and can hibernate; relays keep working after the wake", async () => {
+    const room = uniqueRoom("co");
+    const a = await join("alice", room);
+    const rx = await join("bob", room);
+    for (let i = 0; i < 10; i++) a.sendHot(1, 1, payload(i));
+    await receive(rx, 10);
+    const stub = stubFor(room);
+    // The window that sent the batch reopens once and closes empty a turn later: poll for that.
+    await vi.waitFor(async () => expect(await runInDurableObject(stub, (o: RoomObject) => coalescerOf(o).busy())).toBe(false), {
+      timeout: 1000,
+      interval: 20,
+    });
+    await evictDurableObject(stub, { webSockets: "hibernate" });
+    a.sendHot(1, 1, payload(10));
+    const { messages, frames } = await receive(rx, 1);
+    expect(messages[0]![1]).toBe(1); // a lone frame after the wake: plain
+    expect(frames.map(seqOf)).toEqual([10]);
   });
 });
