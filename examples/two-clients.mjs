@@ -1,4 +1,5 @@
-// Two demo clients in one room: chat through the example origin (ext lane) and hot frames (relay, echo).
+// Two demo clients in one room: chat through the example origin (ext lane) and hot frames (relay, echo,
+// coalesced relay).
 // Run against `npm start`:  node examples/two-clients.mjs [ws://127.0.0.1:8787]
 // Needs Node 22 (global WebSocket): `npx node examples/two-clients.mjs` uses the project's.
 const base = process.argv[2] ?? "ws://127.0.0.1:8787";
@@ -44,6 +45,18 @@ bob.ws.send(new Uint8Array([1, 1, 7, 0, 0xca, 0xfe])); // hot svc 1 (relay), opc
 console.log("alice got hot frame", Array.from(await alice.next((m) => m instanceof Uint8Array)));
 alice.ws.send(new Uint8Array([1, 2, 3, 1, 9, 0, 0, 0, 0x42])); // hot svc 2 (echo) with seq 9
 console.log("alice got echo", Array.from(await alice.next((m) => m instanceof Uint8Array)));
+
+// svc 4 is a relay with coalesce: true. The first frame of a burst goes out at once,
+// as a plain relay frame; those that arrive while the room is busy with it reach
+// alice packed in batch frames: [1][0][1][0][count:u16] then count × [len:u16][frame].
+for (let i = 0; i < 20; i++) bob.ws.send(new Uint8Array([1, 4, 1, 0, i]));
+let got = 0;
+while (got < 20) {
+  const m = await alice.next((x) => x instanceof Uint8Array);
+  const inner = m[1] === 0 ? m[4] | (m[5] << 8) : 1;
+  got += inner;
+  console.log(m[1] === 0 ? `alice got a batch of ${inner} trail frames` : `alice got a single trail frame`, `(${got}/20)`);
+}
 
 alice.ws.close();
 bob.ws.close();

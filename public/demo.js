@@ -9,8 +9,11 @@
 //  - cursors:    hot lane svc 3 (mode state, 20 Hz tick), op 1, payload
 //                [x:u16 LE][y:u16 LE][color:u8], x and y scaled to 0..65535 of the
 //                canvas, sent at most every 50 ms; the frame's seq carries the
-//                sender's clock (ms, mod 2^32) for the state latency readout.
+//                sender's clock (ms, mod 2^32) for the state latency readout;
+//  - trails:     hot lane svc 4 (mode relay, coalesce: true): every move, drawn
+//                as a fading path (trail.js).
 import { WsPrismClient } from "./sdk/index.js";
+import { OP_TRAIL, SVC_TRAIL, Trails } from "./trail.js";
 
 const TENANT = "demo";
 const SVC_STATE = 3; // state, 20 Hz
@@ -74,6 +77,7 @@ let lastClose = null;
 const remote = new Map();
 /** Slots whose first state frame since our authed was seen (that one may be an old snapshot). */
 const seenSince = new Set();
+const trails = new Trails();
 const latencies = [];
 /** This tab's pointer in 0..1, or null before the first move. */
 let me = null;
@@ -92,6 +96,7 @@ function connect() {
   lastClose = null;
   remote.clear();
   seenSince.clear();
+  trails.clear();
   latencies.length = 0;
 
   const c = new WsPrismClient({
@@ -122,6 +127,7 @@ function connect() {
     if (p.event === "leave" && !c.members.has(p.slot)) {
       remote.delete(p.slot);
       seenSince.delete(p.slot);
+      trails.drop(p.slot);
       invalidate();
     }
     renderPresence();
@@ -163,6 +169,13 @@ function connect() {
     invalidate();
   }));
 
+  // Trails: relayed one by one, or several in one batch frame when the room is busy;
+  // the SDK hands each frame to this handler with its sender's slot either way.
+  c.onHot(SVC_TRAIL, OP_TRAIL, mine((sender, payload) => {
+    trails.receive(sender, payload);
+    invalidate();
+  }));
+
   // Chat through the example origin.
   c.onMessage("chat", "msg", mine((data) => {
     if (data && typeof data.msg === "string") addLine("msg", data.msg, String(data.user ?? "?"), data.at);
@@ -190,6 +203,7 @@ function onPointer(ev) {
   const clamp = (v) => Math.min(1, Math.max(0, v));
   me = { x: clamp((ev.clientX - r.left) / r.width), y: clamp((ev.clientY - r.top) / r.height) };
   invalidate();
+  if (client) trails.send(client, me.x, me.y);
   if (sendTimer !== null) return; // the pending send takes the newest position
   const wait = lastSentAt + SEND_EVERY_MS - performance.now();
   if (wait <= 0) sendDot();
@@ -242,6 +256,8 @@ function draw() {
   ctx.stroke();
   ctx.font = "600 13px system-ui, sans-serif";
   ctx.textBaseline = "middle";
+  // Fading trails under the dots; keep redrawing while one is still fading out.
+  if (trails.draw(ctx, W, H, (slot) => colorOf(remote.get(slot)?.color ?? colorIndex(userOf(slot) ?? "")))) invalidate();
   for (const [slot, d] of remote) dot(d.x * W, d.y * H, colorOf(d.color), userOf(slot) ?? `slot ${slot}`, true);
   if (me) dot(me.x * W, me.y * H, colorOf(colorIndex(name)), `${name} (you)`, false);
   if (remote.size === 0 && !me) {
@@ -456,6 +472,7 @@ window.__demo = {
   remoteDots: () => [...remote].map(([slot, d]) => ({ slot, user: userOf(slot), x: d.x, y: d.y, color: d.color })),
   framesSent: () => framesSent,
   stateLatencies: () => [...latencies],
+  trailFrames: () => trails.frames,
 };
 
 connect();

@@ -64,6 +64,11 @@ export const CATALOG = {
     help: "Hot lane (binary) frames accepted and handled, by hot service mode.",
     labels: ["tenant", "mode"],
   },
+  wsprism_hot_relay_batches_total: {
+    type: "counter",
+    help: "Batch frames sent by coalesced relay services (one per member and flush of two or more frames).",
+    labels: ["tenant"],
+  },
   wsprism_origin_requests_total: {
     type: "counter",
     help: "Webhook requests to origins, by service and outcome (ok, retry, rejected).",

@@ -416,7 +416,7 @@ export const HotServiceSchema = z.discriminatedUnion(
   [
     strict({
       mode: z.literal("relay"),
-      coalesce: z.boolean().default(false).meta({
+      coalesce: bool().default(false).meta({
         description:
           "Pack the frames bound for one member while the room is busy into one batch frame, flushed when the room's pending work is done (no delay when idle). Default false.",
       }),

@@ -5,6 +5,7 @@
 import { hotAllowed, type TenantPolicy } from "../policy/index.ts";
 import type { ErrorCode } from "../protocol/codes.ts";
 import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
+import { coalescerOf } from "./coalesce.ts";
 import type { RoomApi } from "./context.ts";
 import { safeSend, type Attachment } from "./members.ts";
 import { MAX_KEYS_PER_SENDER } from "./state.ts";
@@ -27,7 +28,8 @@ export function handleHot(room: RoomApi, ws: WebSocket, att: Attachment, t: Tena
       room.decision(t, "hot", "allow", "ok");
       room.counters.inc("wsprism_hot_frames_total", { tenant: t.id, mode: "relay" });
       const out = encodeOutbound(frame, att.slot);
-      for (const [other] of room.members.all()) if (other !== ws) safeSend(other, out);
+      if (mode.coalesce) coalescerOf(room).relay(out, ws, room.members.all(), t.id);
+      else for (const [other] of room.members.all()) if (other !== ws) safeSend(other, out);
       return;
     }
     case "echo":

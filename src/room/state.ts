@@ -33,7 +33,9 @@ import { safeSend } from "./members.ts";
 
 /** Batch frames are split so that none exceeds this many bytes. */
 export const MAX_BATCH_BYTES = 64 * 1024;
-const BATCH_HEADER = 6;
+/** `[1][0][1][0][count:u16]` before the inner frames. */
+export const BATCH_HEADER_BYTES = 6;
+const BATCH_HEADER = BATCH_HEADER_BYTES;
 /** Largest inner frame a batch can carry (its length is a u16). */
 export const MAX_STATE_FRAME = 0xffff;
 /** Kept (svc_id, opcode) keys per sender (SPEC v1.1 section 5). */

@@ -30,6 +30,7 @@ interface DemoApi {
   remoteDots(): { slot: number; user: string | null; x: number; y: number; color: number }[];
   framesSent(): number;
   stateLatencies(): number[];
+  trailFrames(): number;
 }
 declare global {
   interface Window {
@@ -292,6 +293,8 @@ describe("demo page in Chromium (npm start stack)", () => {
     expect((await pageA.evaluate(() => window.__demo.remoteDots())).map((d) => d.user)).toEqual([bob]);
     const latencies = await pageB.evaluate(() => window.__demo.stateLatencies());
     expect(latencies.length).toBeGreaterThan(0);
+    // The trail (svc 4, a coalesced relay) relays every move, batched or not: each one reaches the other page.
+    await pageB.waitForFunction(() => window.__demo.trailFrames() > 0, null, { timeout: WAIT });
     await pageA.waitForFunction(() => document.querySelector("[data-testid=rtt]")?.textContent?.endsWith("ms"), null, {
       timeout: WAIT,
     });

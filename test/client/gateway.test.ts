@@ -8,6 +8,9 @@ import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { WsPrismClient, type WebSocketCtor, type WebSocketLike, type WsPrismClientOptions } from "../../client/src/index.ts";
+import { runInDurableObject } from "cloudflare:test";
+import { coalescerOf } from "../../src/room/coalesce.ts";
+import type { RoomObject } from "../../src/room/room.ts";
 import { uniqueRoom } from "../helpers/ws.ts";
 
 let ipCounter = 0;
@@ -17,6 +20,8 @@ interface Adapter extends WebSocketLike {
   protocol: string;
   /** Close code the gateway sent this socket (after the SDK stopped listening too). */
   serverClose: number | null;
+  /** Binary WebSocket messages received (a batch frame counts once). */
+  readonly binaryMessages: number;
   /** Simulate a dead network: the SDK sees 1006, the gateway still holds the socket. */
   dropNetwork(): void;
 }
@@ -28,6 +33,7 @@ function fetchSocket(headers: Record<string, string> = {}, made: Adapter[] = [])
     binaryType = "blob";
     protocol = "";
     serverClose: number | null = null;
+    binaryMessages = 0;
     readonly url: string;
     onopen: ((ev: any) => unknown) | null = null;
     onmessage: ((ev: any) => unknown) | null = null;
@@ -61,6 +67,7 @@ function fetchSocket(headers: Record<string, string> = {}, made: Adapter[] = [])
       // workerd may deliver binary frames as Blobs: read them in arrival order.
       ws.addEventListener("message", (ev: MessageEvent) => {
         const d = ev.data as string | ArrayBuffer | Blob;
+        if (typeof d !== "string") this.binaryMessages++;
         this.chain = this.chain.then(async () => {
           const data = d instanceof Blob ? await d.arrayBuffer() : d;
           if (!this.dead) this.onmessage?.({ data });
@@ -241,5 +248,34 @@ describe("SDK against the gateway", () => {
     expect(getTicket).toHaveBeenCalledTimes(2);
     expect(errors).toEqual([]);
     expect(erin.status).toBe("open");
+  });
+
+  it("a coalesced relay's batch frames reach onHot as the single frames, with their senders' slots, in order", async () => {
+    const room = uniqueRoom("co-sdk");
+    const tenant = "co-relay";
+    const sockets: Adapter[] = [];
+    const rx = client({ tenant, room, getTicket: () => "dev:rx" }, fetchSocket({}, sockets));
+    await authed(rx);
+    const alice = client({ tenant, room, getTicket: () => "dev:alice" });
+    const a = await authed(alice);
+    const carol = client({ tenant, room, getTicket: () => "dev:carol" });
+    const c = await authed(carol);
+    const got: Array<[number, number, number[], number | null]> = [];
+    rx.onHot(1, "*", (sender, payload, seq) => got.push([1, sender, [...payload], seq]));
+    rx.onHot(4, "*", (sender, payload, seq) => got.push([4, sender, [...payload], seq]));
+    for (let i = 0; i < 30; i++) {
+      alice.sendHot(1, 2, new Uint8Array([i]), { seq: i });
+      carol.sendHot(1, 3, new Uint8Array([i, i]));
+    }
+    carol.sendHot(4, 1, new Uint8Array([99])); // an uncoalesced relay: the same handler form
+    await until(() => expect(got).toHaveLength(61));
+    const range = [...Array(30).keys()];
+    expect(got.filter(([, s]) => s === a.slot)).toEqual(range.map((i) => [1, a.slot, [i], i]));
+    expect(got.filter(([svc, s]) => svc === 1 && s === c.slot)).toEqual(range.map((i) => [1, c.slot, [i, i], null]));
+    expect(got).toContainEqual([4, c.slot, [99], null]);
+    // Batches did arrive: fewer binary messages than frames.
+    expect(sockets[0]!.binaryMessages).toBeLessThan(61);
+    const stub = env.ROOMS.get(env.ROOMS.idFromName(`${tenant}/${room}`));
+    expect(await runInDurableObject(stub, (o: RoomObject) => coalescerOf(o).batchesSent)).toBeGreaterThan(0);
   });
 });

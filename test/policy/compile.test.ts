@@ -551,6 +551,22 @@ tenants:
     ]);
   });
 
+  it("hot services: coalesce is a boolean of relay services only", () => {
+    const p = compileOk(`${HEAD}    hot_services:\n      1: { mode: relay, coalesce: true }\n      2: { mode: relay, coalesce: false }\n      3: { mode: relay }\n`);
+    expect(tenant(p, "acme").hot_services).toEqual([
+      [1, { mode: "relay", coalesce: true }],
+      [2, { mode: "relay", coalesce: false }],
+      [3, { mode: "relay", coalesce: false }],
+    ]);
+    expect(
+      errorsOf(`${HEAD}    hot_services:\n      1: { mode: echo, coalesce: true }\n      2: { mode: state, coalesce: false }\n      3: { mode: relay, coalesce: "yes" }\n`),
+    ).toEqual([
+      'policies/t.yaml:6:24: tenants[0].hot_services.1.coalesce: unknown key "coalesce" (expected one of: mode)',
+      'policies/t.yaml:7:25: tenants[0].hot_services.2.coalesce: unknown key "coalesce" (expected one of: mode, tick_hz)',
+      'policies/t.yaml:8:35: tenants[0].hot_services.3.coalesce: expected true or false, got "yes"',
+    ]);
+  });
+
   it("allowed_origins: syntax and duplicates after normalisation", () => {
     expect(
       errorsOf(`${HEAD}    allowed_origins: ["https://a.example/", "https://*.a.example", "https://A.example", "https://a.example:443", "null"]\n`),
