@@ -9,13 +9,14 @@
  *     BaselineRoom object, the partyserver PartyRoom and counters, bench/entry.ts)
  *     on a free port, with a temporary --persist-to;
  *  3. runs the scenarios against the gateway AND the baseline, alternating which
- *     goes first: idle connections, hot relay fan-out, hot `state` mode, ext lane,
- *     connection storm (the storm against partyserver too); then events to
+ *     goes first: idle connections, hot relay fan-out (four ways: the gateway,
+ *     the gateway with `coalesce: true`, partyserver, the baseline), hot `state`
+ *     mode, ext lane, connection storm (against partyserver too); then events to
  *     origins, the gateway against Pushpin (bench/lib/origins.ts: the bench
  *     origin, bench/origin.ts, and Pushpin each on free ports; Pushpin skipped,
  *     with a note, when it is not installed);
- *  4. prints one table (gateway, baseline, gateway/baseline; partyserver and
- *     gateway/partyserver where measured) and a verdict per target, writes
+ *  4. prints one table (gateway, baseline, gateway/baseline; partyserver,
+ *     gateway/partyserver, gateway-coalesce and coalesce/partyserver where measured) and a verdict per target, writes
  *     bench/results/latest.json, and stops everything it started (whole process
  *     groups).
  *
@@ -41,8 +42,8 @@ import { fileURLToPath } from "node:url";
 import { highestClean, type OriginTarget } from "./lib/origins.ts";
 import { originTable } from "./lib/origins-report.ts";
 import { workerdPids } from "./lib/proc.ts";
-import { STORM_TENANT, type StormTarget } from "./lib/storm.ts";
-import type { BenchEnv, Kind } from "./scenarios/common.ts";
+import { STORM_TENANT } from "./lib/storm.ts";
+import type { BenchEnv, Kind, RelayTarget } from "./scenarios/common.ts";
 import { settle, warmUp, type Ctx, type Results } from "./run/context.ts";
 import { makeProfile, parseOptions, type Part, type Profile } from "./run/options.ts";
 import { runExt } from "./run/parts/ext.ts";
@@ -150,8 +151,10 @@ async function main(): Promise<number> {
   // storm's tenant when only the storm runs: the demo tenant's open/close events
   // become webhooks to 127.0.0.1:8788, which may be someone else's server then.
   const demoScenarios = (["idle", "fanout", "state", "ext"] as const).some((p) => parts.has(p));
-  // partyserver only where it is measured.
-  const warm: StormTarget[] = parts.has("storm") ? ["gateway", "baseline", "party"] : ["gateway", "baseline"];
+  // partyserver and the coalescing tenant only where they are measured.
+  const warm: RelayTarget[] = ["gateway", "baseline"];
+  if (parts.has("storm") || parts.has("fanout")) warm.push("party");
+  if (parts.has("fanout")) warm.push("coalesce");
   await warmUp(env, demoScenarios ? "demo" : STORM_TENANT, warm);
 
   // 3. The scenarios, each against its targets.

@@ -7,8 +7,8 @@ import { closeAll, connectAll } from "../lib/clients.ts";
 import type { OriginStep } from "../lib/origins.ts";
 import { sleep } from "../lib/proc.ts";
 import type { MicroResult } from "../lib/stats.ts";
-import type { StormResult, StormTarget } from "../lib/storm.ts";
-import { quiet, type BenchEnv, type Kind, type LoadResult, type RoomStatsView } from "../scenarios/common.ts";
+import type { StormResult } from "../lib/storm.ts";
+import { authed, quiet, wsUrl, type BenchEnv, type Kind, type LoadResult, type RelayTarget, type RoomStatsView } from "../scenarios/common.ts";
 import type { ExtResult } from "../scenarios/ext.ts";
 import type { IdleResult } from "../scenarios/idle.ts";
 import type { StateExtra } from "../scenarios/state.ts";
@@ -73,20 +73,16 @@ export async function pair<T>(ctx: Ctx, kinds: Kind[], run: (kind: Kind) => Prom
 }
 
 /**
- * Warm-up: every measured code path compiled before anything is measured. Hot
- * frames only through the demo tenant (the storm's tenant allows none).
+ * Warm-up: every measured code path compiled before anything is measured. The
+ * gateway through `tenant` (the demo's, or the storm's when only the storm
+ * runs); hot frames only through the demo tenant (the storm's allows none).
  */
-export async function warmUp(env: BenchEnv, tenant: string, kinds: StormTarget[]): Promise<void> {
+export async function warmUp(env: BenchEnv, tenant: string, kinds: RelayTarget[]): Promise<void> {
   for (const kind of kinds) {
     const room = `warm-${env.runId}`;
-    const url = (u: string) =>
-      kind === "gateway"
-        ? `ws://${env.base}/v1/ws?tenant=${tenant}&room=${room}&ticket=dev:${u}`
-        : kind === "party"
-          ? `ws://${env.base}/parties/party-room/${room}`
-          : `ws://${env.base}/baseline/ws?room=${room}`;
+    const url = (u: string) => (kind === "gateway" ? `ws://${env.base}/v1/ws?tenant=${tenant}&room=${room}&ticket=dev:${u}` : wsUrl(env, kind, room, u));
     const rep = await connectAll(
-      ["w1", "w2", "w3"].map((u, idx) => ({ url: url(u), idx, room: 0, authed: kind === "gateway" })),
+      ["w1", "w2", "w3"].map((u, idx) => ({ url: url(u), idx, room: 0, authed: authed(kind) })),
       { concurrency: 3, deadlineMs: 20_000 },
     );
     if (rep.conns.length === 0) throw new Error(`warm-up: cannot connect to the ${kind}: ${rep.firstError}`);

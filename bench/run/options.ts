@@ -49,12 +49,14 @@ export function parseOptions(root: string): Options {
 
 /** The sizes and durations of every part, quick or --full. */
 export function makeProfile(FULL: boolean) {
-    return {
+  return {
     name: FULL ? "full" : "quick",
     /** The target's load point (issue 4): 48,000 deliveries/s. */
-    // Relay fan-out: gateway and baseline take turns in slices (ABBA), slices x sliceMs measured each.
+    // Relay fan-out: the four targets (gateway, gateway with coalesce, partyserver,
+    // baseline) take turns in slices in mirrored order (ABCD DCBA), slices x sliceMs
+    // measured each; keep slices even so that every target gets the same mean position.
     // (At saturation a slice leaves a backlog: the drain after it is capped, and the
-    // ABBA order spreads what is left over both targets.)
+    // mirrored order spreads what is left over every target.)
     fanout: { rooms: 4, clients: 25, hz: 20, slices: FULL ? 6 : 2, sliceMs: 5_000, warmMs: 400, drainMs: FULL ? 10_000 : 3_000 },
     /** A quarter of the rate: latency below saturation. */
     fanoutLight: { rooms: 4, clients: 25, hz: 5, slices: FULL ? 8 : 4, sliceMs: FULL ? 2_500 : 1_500, warmMs: 400, drainMs: 4_000 },

@@ -1,7 +1,8 @@
 /**
  * The bench's output: the progress log, one Markdown table of rows (gateway,
- * baseline, gateway/baseline; partyserver and gateway/partyserver where
- * measured) and a verdict per target. The rows and verdicts are collected while
+ * baseline, gateway/baseline; partyserver and gateway/partyserver, and the
+ * gateway with `coalesce: true` and its ratio to partyserver, where measured)
+ * and a verdict per target. The rows and verdicts are collected while
  * the parts run and printed at the end (bench/run.ts finish).
  */
 import type { Summary } from "../lib/stats.ts";
@@ -37,6 +38,17 @@ export interface Row {
   /** partyserver and gateway/partyserver: only where it is measured ("" elsewhere). */
   party: string;
   partyRatio: string;
+  /** The gateway with `coalesce: true` and coalesce/partyserver: only the relay fan-out. */
+  coalesce: string;
+  coalesceRatio: string;
+}
+
+/** A row's values: gateway and baseline; partyserver and gateway-coalesce where measured (undefined: no column). */
+export interface Values {
+  g: number | null | undefined;
+  b: number | null | undefined;
+  p?: number | null | undefined;
+  c?: number | null | undefined;
 }
 
 export interface Verdict {
@@ -63,34 +75,54 @@ export function row3(
   digits = 1,
   showRatio = true,
 ): void {
-  const r = showRatio ? ratio(g, b) : null;
-  const rp = showRatio ? ratio(g, p) : null;
+  row4(scenario, metric, { g, b, p }, digits, showRatio);
+}
+
+/** A row of up to four targets; ratios gateway/baseline, gateway/partyserver, coalesce/partyserver. */
+export function row4(scenario: string, metric: string, v: Values, digits = 1, showRatio = true): void {
+  const r = (a: number | null | undefined, b: number | null | undefined) => {
+    const x = showRatio ? ratio(a, b) : null;
+    return x === null ? "" : x.toFixed(2);
+  };
   rows.push({
     scenario,
     metric,
-    gateway: fmt(g, digits),
-    baseline: b === undefined ? "" : fmt(b, digits),
-    ratio: r === null ? "" : r.toFixed(2),
-    party: p === undefined ? "" : fmt(p, digits),
-    partyRatio: rp === null ? "" : rp.toFixed(2),
+    gateway: fmt(v.g, digits),
+    baseline: v.b === undefined ? "" : fmt(v.b, digits),
+    ratio: r(v.g, v.b),
+    party: v.p === undefined ? "" : fmt(v.p, digits),
+    partyRatio: r(v.g, v.p),
+    coalesce: v.c === undefined ? "" : fmt(v.c, digits),
+    coalesceRatio: r(v.c, v.p),
   });
 }
 
-export function textRow(scenario: string, metric: string, g: string, b = "", r = "", p = ""): void {
-  rows.push({ scenario, metric, gateway: g, baseline: b, ratio: r, party: p, partyRatio: "" });
+export function textRow(scenario: string, metric: string, g: string, b = "", r = "", p = "", c = ""): void {
+  rows.push({ scenario, metric, gateway: g, baseline: b, ratio: r, party: p, partyRatio: "", coalesce: c, coalesceRatio: "" });
 }
 
-export function latencyRows(scenario: string, what: string, g: Summary | null, b: Summary | null, p?: Summary): void {
-  row3(scenario, `${what} p50 (ms)`, g?.p50, b === null ? undefined : b.p50, p?.p50, 2);
-  row3(scenario, `${what} p99 (ms)`, g?.p99, b === null ? undefined : b.p99, p?.p99, 2);
-  row3(scenario, `${what} max (ms)`, g?.max, b === null ? undefined : b.max, p?.max, 1);
+export function latencyRows(scenario: string, what: string, g: Summary | null, b: Summary | null, p?: Summary, c?: Summary): void {
+  for (const [q, digits] of [["p50", 2], ["p99", 2], ["max", 1]] as const) {
+    row4(scenario, `${what} ${q} (ms)`, { g: g?.[q], b: b === null ? undefined : b[q], p: p?.[q], c: c?.[q] }, digits);
+  }
 }
 
-/** The table, in Markdown; the partyserver columns only when some row has them. */
+/** The table, in Markdown; the partyserver and coalesce columns only when some row has them. */
 export function printTable(): string {
-  const head: Row = { scenario: "scenario", metric: "metric", gateway: "gateway", baseline: "baseline", ratio: "gw/base", party: "partyserver", partyRatio: "gw/party" };
+  const head: Row = {
+    scenario: "scenario",
+    metric: "metric",
+    gateway: "gateway",
+    baseline: "baseline",
+    ratio: "gw/base",
+    party: "partyserver",
+    partyRatio: "gw/party",
+    coalesce: "gw-coalesce",
+    coalesceRatio: "coal/party",
+  };
   const cols: Array<keyof Row> = ["scenario", "metric", "gateway", "baseline", "ratio"];
   if (rows.some((r) => r.party !== "" || r.partyRatio !== "")) cols.push("party", "partyRatio");
+  if (rows.some((r) => r.coalesce !== "" || r.coalesceRatio !== "")) cols.push("coalesce", "coalesceRatio");
   const all = [head, ...rows];
   const w = cols.map((c) => Math.max(...all.map((r) => r[c].length)));
   // The first two columns are text (left-aligned), the others numbers.

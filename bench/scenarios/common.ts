@@ -15,6 +15,13 @@ import { now, type Summary } from "../lib/stats.ts";
 
 export type Kind = "gateway" | "baseline";
 
+/**
+ * The relay fan-out's four targets: the gateway's relay as the demo tenant has
+ * it, the same with `coalesce: true` (tenant bench-relay), partyserver
+ * (bench/entry.ts PartyRoom) and the bare object. The other scenarios use Kind.
+ */
+export type RelayTarget = Kind | "coalesce" | "party";
+
 export interface BenchEnv {
   /** host:port the clients connect to. */
   base: string;
@@ -25,25 +32,40 @@ export interface BenchEnv {
 }
 
 export const TENANT = "demo";
+/** bench/policies/bench-relay.yaml: the demo tenant's relay, hot svc 1 with `coalesce: true`. */
+export const COALESCE_TENANT = "bench-relay";
 export const RELAY_SVC = 1;
 export const STATE_SVC = 3;
 export const CONNECT_CONCURRENCY = 32;
 
-export function wsUrl(env: BenchEnv, kind: Kind, room: string, user: string): string {
-  return kind === "gateway"
-    ? `ws://${env.base}/v1/ws?tenant=${TENANT}&room=${encodeURIComponent(room)}&ticket=dev:${encodeURIComponent(user)}`
-    : `ws://${env.base}/baseline/ws?room=${encodeURIComponent(room)}`;
+export function wsUrl(env: BenchEnv, kind: RelayTarget, room: string, user: string): string {
+  const r = encodeURIComponent(room);
+  switch (kind) {
+    case "gateway":
+    case "coalesce":
+      return `ws://${env.base}/v1/ws?tenant=${kind === "gateway" ? TENANT : COALESCE_TENANT}&room=${r}&ticket=dev:${encodeURIComponent(user)}`;
+    case "party":
+      return `ws://${env.base}/parties/party-room/${r}`;
+    case "baseline":
+      return `ws://${env.base}/baseline/ws?room=${r}`;
+  }
 }
 
-export function roomName(env: BenchEnv, scenario: string, kind: Kind, r: number): string {
-  return `${scenario}-${env.runId}-${kind === "gateway" ? "g" : "b"}${r}`;
+/** Ready at `sys.authed` (the gateway's targets) or at open (the peers, which send nothing on connect). */
+export function authed(kind: RelayTarget): boolean {
+  return kind === "gateway" || kind === "coalesce";
 }
 
-export function specs(env: BenchEnv, scenario: string, kind: Kind, rooms: number, perRoom: number): ConnectSpec[] {
+/** Fresh per run; the target's first letter keeps the targets' rooms apart (g, c, p, b). */
+export function roomName(env: BenchEnv, scenario: string, kind: RelayTarget, r: number): string {
+  return `${scenario}-${env.runId}-${kind[0]}${r}`;
+}
+
+export function specs(env: BenchEnv, scenario: string, kind: RelayTarget, rooms: number, perRoom: number): ConnectSpec[] {
   const out: ConnectSpec[] = [];
   for (let r = 0; r < rooms; r++) {
     for (let i = 0; i < perRoom; i++) {
-      out.push({ url: wsUrl(env, kind, roomName(env, scenario, kind, r), `${scenario}${r}x${i}`), idx: r * perRoom + i, room: r, authed: kind === "gateway" });
+      out.push({ url: wsUrl(env, kind, roomName(env, scenario, kind, r), `${scenario}${r}x${i}`), idx: r * perRoom + i, room: r, authed: authed(kind) });
     }
   }
   return out;
@@ -211,7 +233,7 @@ export interface LoadCfg {
 }
 
 export interface LoadResult {
-  kind: Kind;
+  kind: RelayTarget;
   ok: boolean;
   note: string | null;
   connected: number;
@@ -239,6 +261,13 @@ export interface LoadResult {
   cpuUsPerDelivered: number | null;
   /** workerd CPU µs per frame sent by the clients. */
   cpuUsPerSent: number | null;
+  /**
+   * Relay fan-out only: binary messages arriving per second during the window,
+   * and delivered frames per message (1 for plain relays; above 1 when the
+   * target packs frames into batch frames).
+   */
+  messagesPerS?: number;
+  framesPerMessage?: number | null;
 }
 
 /** What bench/entry.ts's stats RPCs return. */
