@@ -13,7 +13,7 @@
  */
 import { closeAll, connectAll, envelope, type ConnectSpec } from "./clients.ts";
 import { cpuMs, foreignConnections, machineCpu, sleep } from "./proc.ts";
-import { connectNote, drive, quiet, type BenchEnv, type Sender } from "./scenarios.ts";
+import { connectNote, drive, quiet, type BenchEnv, type Sender } from "../scenarios/common.ts";
 import { now, type Summary } from "./stats.ts";
 
 export type OriginTarget = "gateway" | "pushpin";

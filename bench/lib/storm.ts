@@ -20,7 +20,7 @@
 import { closeAll, connectTimed, type ConnectSpec } from "./clients.ts";
 import { CpuMeter } from "./meter.ts";
 import { sleep } from "./proc.ts";
-import type { BenchEnv, Kind, RoomStatsView } from "./scenarios.ts";
+import type { BenchEnv, Kind, RoomStatsView } from "../scenarios/common.ts";
 import { now, Samples, type Summary } from "./stats.ts";
 
 export const STORM_TENANT = "bench-storm";
