@@ -3,8 +3,9 @@
  * malformed actions are skipped and counted, never applied half-way; valid ones
  * come out with their own fields only.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MAX_ACTIONS, parseActions } from "../../src/origin/actions.ts";
+import { checkAction, MAX_ACTIONS, parseActions } from "../../src/origin/actions.ts";
 
 const one = (action: unknown) => parseActions(JSON.stringify({ actions: [action] }));
 const ok = (action: unknown) => one(action).actions[0];
@@ -92,5 +93,20 @@ describe("parseActions", () => {
     const many = parseActions(JSON.stringify({ actions: Array(MAX_ACTIONS + 5).fill({ action: "kick", sid: "a" }) }));
     expect(many.actions).toHaveLength(MAX_ACTIONS);
     expect(many.invalid).toBe(5);
+  });
+
+  it("property: any JSON value as an action never throws; what passes names a known action", () => {
+    const kinds = new Set(["reply", "broadcast", "send", "reject", "kick"]);
+    const action = fc.record(
+      { action: fc.constantFrom(...kinds, "x"), to: fc.jsonValue(), svc: fc.jsonValue(), type: fc.jsonValue(), user: fc.jsonValue(), sid: fc.jsonValue(), reason: fc.jsonValue(), code: fc.jsonValue(), msg: fc.jsonValue(), exclude: fc.jsonValue() },
+      { requiredKeys: ["action"] },
+    );
+    fc.assert(
+      fc.property(fc.oneof(fc.jsonValue(), action), (a) => {
+        const r = checkAction(a);
+        return r === null || (kinds.has(r.action) && !("user" in r && "sid" in r));
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

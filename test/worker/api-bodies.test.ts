@@ -6,7 +6,10 @@
  * called "missing". None of these bodies reaches the room object.
  */
 import { exports } from "cloudflare:workers";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { describeIssue } from "../../src/protocol/check.ts";
+import { checkKickBody, checkMessageBody } from "../../src/worker/api-bodies.ts";
 
 const KEY = "test-api-key-0123456789";
 
@@ -85,5 +88,23 @@ describe("POST kick: the error for each bad body", () => {
     ["[]", "body: Invalid input: expected object, received array"],
   ])("%s -> %s", async (body, msg) => {
     expect(await refusal("kick", body)).toEqual({ status: 400, code: "BAD_REQUEST", msg });
+  });
+});
+
+describe("body checks on arbitrary JSON", () => {
+  it("property: never throw, give a bounded message, and keep only known keys", () => {
+    const keys = ["svc", "type", "data", "to", "exclude", "user", "sid", "reason", "__proto__", "constructor", "x"];
+    const body = fc.dictionary(fc.constantFrom(...keys), fc.jsonValue(), { maxKeys: 6 });
+    fc.assert(
+      fc.property(fc.oneof(fc.jsonValue(), body), (b) => {
+        for (const r of [checkMessageBody(b), checkKickBody(b)]) {
+          if (!r.ok) {
+            if (describeIssue(r.issue, "body").length > 500) return false;
+          } else if (Object.keys(r.value).some((k) => !keys.slice(0, 8).includes(k))) return false;
+        }
+        return true;
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
