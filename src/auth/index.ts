@@ -20,7 +20,6 @@ import { verifyOriginTicket } from "./origin.ts";
 import { roomAllowed } from "./rooms.ts";
 
 export { roomAllowed } from "./rooms.ts";
-export { authFailed } from "./failure.ts";
 
 export interface Identity {
   /** JWT `sub`, the dev ticket's or the auth origin's user; matches USER_RE, never starts with `@` (reserved). */

@@ -8,7 +8,7 @@
  * Field presence is authoritative: SEQ_PRESENT/ROOM_PRESENT mirror it and are not
  * required (the contract's own example sends `flags: 4` with seq and room).
  */
-import { z } from "zod";
+import { checkPattern, checkUint, describeIssue, isObject, unknownKeys, type Issue } from "./check.ts";
 import type { ErrorCode } from "./codes.ts";
 import { ROOM_RE, SVC_RE } from "./codes.ts";
 import { parseJson } from "./json.ts";
@@ -17,16 +17,36 @@ export const EXT_FLAG_SEQ = 0x01;
 export const EXT_FLAG_ROOM = 0x02;
 export const EXT_FLAG_ACK = 0x04;
 
-export const ClientEnvelope = z.strictObject({
-  v: z.literal(1),
-  svc: z.string().regex(SVC_RE, "svc must match ^[a-z0-9_-]{1,32}$"),
-  type: z.string().regex(SVC_RE, "type must match ^[a-z0-9_-]{1,32}$"),
-  flags: z.number().int().min(0).max(0xffffffff).optional(),
-  seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-  room: z.string().regex(ROOM_RE, "room is malformed").optional(),
-  data: z.unknown().optional(),
-});
-export type ClientEnvelope = z.infer<typeof ClientEnvelope>;
+/** A valid client envelope: only these keys, nothing else copied from the frame. */
+export interface ClientEnvelope {
+  v: 1;
+  svc: string;
+  type: string;
+  flags?: number;
+  seq?: number;
+  room?: string;
+  data?: unknown;
+}
+
+const ENVELOPE_KEYS: ReadonlySet<string> = new Set(["v", "svc", "type", "flags", "seq", "room", "data"]);
+const MAX_FLAGS = 0xffffffff;
+
+/**
+ * The first thing wrong with an object whose `v` is 1, or null. Checked by
+ * hand, in the field order the contract lists (svc, type, flags, seq, room),
+ * then unknown fields: this runs on every frame.
+ */
+function envelopeIssue(raw: Record<string, unknown>): Issue | null {
+  const { flags, seq, room } = raw;
+  return (
+    checkPattern(raw.svc, "svc", SVC_RE, "svc must match ^[a-z0-9_-]{1,32}$") ??
+    checkPattern(raw.type, "type", SVC_RE, "type must match ^[a-z0-9_-]{1,32}$") ??
+    (flags === undefined ? null : checkUint(flags, "flags", MAX_FLAGS)) ??
+    (seq === undefined ? null : checkUint(seq, "seq", Number.MAX_SAFE_INTEGER)) ??
+    (room === undefined ? null : checkPattern(room, "room", ROOM_RE, "room is malformed")) ??
+    unknownKeys(raw, ENVELOPE_KEYS)
+  );
+}
 
 export type ParseResult =
   | { ok: true; env: ClientEnvelope; ack: boolean }
@@ -61,26 +81,21 @@ export function parseEnvelope(text: string): ParseResult {
     return { ok: false, code: "BAD_REQUEST", msg: json.msg, seq };
   }
   const raw = json.value;
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+  if (!isObject(raw)) {
     return { ok: false, code: "BAD_REQUEST", msg: "envelope must be a JSON object" };
   }
   const seq = echoSeq(raw);
-  const v = (raw as { v?: unknown }).v;
+  const v = raw.v;
   if (v === undefined) return { ok: false, code: "BAD_REQUEST", msg: "missing v", seq };
   if (v !== 1) return { ok: false, code: "UNSUPPORTED_VERSION", msg: "v must be 1", seq };
-  const parsed = ClientEnvelope.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = issue.path.length > 0 ? issue.path.join(".") : "envelope";
-    const msg =
-      issue.code === "unrecognized_keys"
-        ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`
-        : issue.code === "invalid_type" && issue.input === undefined
-          ? `missing ${where}`
-          : `${where}: ${issue.message}`;
-    return { ok: false, code: "BAD_REQUEST", msg, seq };
-  }
-  const env = parsed.data;
+  const issue = envelopeIssue(raw);
+  if (issue) return { ok: false, code: "BAD_REQUEST", msg: describeIssue(issue, "envelope"), seq };
+  // A fresh object with the checked fields only (the frame's own object may hold more).
+  const env: ClientEnvelope = { v: 1, svc: raw.svc as string, type: raw.type as string };
+  if (raw.flags !== undefined) env.flags = raw.flags as number;
+  if (raw.seq !== undefined) env.seq = raw.seq as number;
+  if (raw.room !== undefined) env.room = raw.room as string;
+  if (raw.data !== undefined) env.data = raw.data;
   const ack = ((env.flags ?? 0) & EXT_FLAG_ACK) !== 0;
   if (ack && env.seq === undefined) {
     return { ok: false, code: "BAD_REQUEST", msg: "ACK_REQUESTED needs a seq" };

@@ -28,17 +28,20 @@
  * `from: {"user":"@origin","sid":"@origin"}`.
  */
 import { Hono, type Context } from "hono";
-import { z } from "zod";
 import type { Env } from "../env.ts";
 import { readSecret } from "../env.ts";
 import { log, newTraceId } from "../observability/log.ts";
 import { secretsEqual } from "../origin/sign.ts";
 import { getTenant, type TenantPolicy } from "../policy/index.ts";
-import { isReservedUser, ROOM_RE, SID_RE, SVC_RE, TENANT_RE, USER_RE } from "../protocol/codes.ts";
+import { describeIssue } from "../protocol/check.ts";
+import { ROOM_RE, TENANT_RE } from "../protocol/codes.ts";
 import { decodeHot } from "../protocol/hot.ts";
 import { jsonError, readBounded } from "../protocol/http.ts";
 import { parseJson } from "../protocol/json.ts";
-import type { OutboundMessage, Target } from "../room/deliver.ts";
+import type { OutboundMessage } from "../room/deliver.ts";
+import { checkKickBody, checkMessageBody, type Checked as BodyChecked } from "./api-bodies.ts";
+
+export { MAX_EXCLUDE, MAX_REASON_LENGTH } from "./api-bodies.ts";
 
 type Ctx = Context<{ Bindings: Env }>;
 
@@ -46,50 +49,7 @@ type Ctx = Context<{ Bindings: Env }>;
 export const MAX_JSON_BODY_BYTES = 64 * 1024;
 /** Largest hot frame accepted, in bytes. */
 export const MAX_FRAME_BODY_BYTES = 64 * 1024;
-/** At most this many sids in `exclude`. */
-export const MAX_EXCLUDE = 1000;
-/** Longest kick reason. */
-export const MAX_REASON_LENGTH = 200;
 export const DEFAULT_KICK_REASON = "kicked";
-
-// ---------------------------------------------------------------------------
-// Body schemas
-
-const svc = z.string().regex(SVC_RE, "must match ^[a-z0-9_-]{1,32}$");
-const sid = z.string().regex(SID_RE, "must match ^[A-Za-z0-9_-]{1,64}$");
-// No client can hold an id starting with @ (SPEC section 3: reserved), so a target
-// naming one is a mistake worth a 400 rather than a silent `delivered: 0`.
-const user = z
-  .string()
-  .regex(USER_RE, "must be 1 to 128 characters without control characters")
-  .refine((u) => !isReservedUser(u), "user ids starting with @ are reserved");
-
-const exactlyOne = (t: { user?: string | undefined; sid?: string | undefined }) =>
-  (t.user === undefined) !== (t.sid === undefined);
-const ONE_OF = { message: "give exactly one of user or sid" };
-
-const TargetBody = z.strictObject({ user: user.optional(), sid: sid.optional() }).refine(exactlyOne, ONE_OF);
-
-export const MessageBody = z.strictObject({
-  // `sys` is the gateway's own (SPEC section 7): an origin must not forge a kicked or presence.
-  svc: svc.refine((v) => v !== "sys", "svc sys is reserved for the gateway"),
-  type: svc,
-  data: z.unknown().optional(),
-  to: TargetBody.optional(),
-  exclude: z.array(sid).max(MAX_EXCLUDE).optional(),
-});
-
-export const KickBody = z
-  .strictObject({
-    user: user.optional(),
-    sid: sid.optional(),
-    reason: z.string().max(MAX_REASON_LENGTH).optional(),
-  })
-  .refine(exactlyOne, ONE_OF);
-
-function target(t: { user?: string | undefined; sid?: string | undefined }): Target {
-  return t.sid !== undefined ? { sid: t.sid } : { user: t.user! };
-}
 
 // ---------------------------------------------------------------------------
 // Checks
@@ -150,8 +110,8 @@ async function body(c: Ctx, type: string, max: number): Promise<Uint8Array | Res
   return bytes;
 }
 
-/** Parse a JSON body against a schema: the data, or a 4xx answer. */
-async function jsonBody<T>(c: Ctx, schema: z.ZodType<T>): Promise<T | Response> {
+/** Parse a JSON body and check it: the checked value, or a 4xx answer. */
+async function jsonBody<T>(c: Ctx, check: (value: unknown) => BodyChecked<T>): Promise<T | Response> {
   const bytes = await body(c, "application/json", MAX_JSON_BODY_BYTES);
   if (bytes instanceof Response) return bytes;
   let text: string;
@@ -163,21 +123,10 @@ async function jsonBody<T>(c: Ctx, schema: z.ZodType<T>): Promise<T | Response> 
   // Bounded depth: a deeper `data` would overflow the stack in the room object's RPC.
   const json = parseJson(text);
   if (!json.ok) return jsonError(400, "BAD_REQUEST", json.msg);
-  const parsed = schema.safeParse(json.value);
-  if (!parsed.success) return jsonError(400, "BAD_REQUEST", describe(parsed.error));
-  return parsed.data;
-}
-
-/** A short message for the first issue (field path and what was expected; never the value). */
-function describe(error: z.ZodError): string {
-  const issue = error.issues[0];
-  if (!issue) return "invalid body";
-  const where = issue.path.length > 0 ? issue.path.map(String).join(".") : "body";
-  if (issue.code === "unrecognized_keys") {
-    return `unknown field ${issue.keys.slice(0, 5).map((k) => JSON.stringify(k.slice(0, 64))).join(", ")}`;
-  }
-  if (issue.code === "invalid_type" && issue.input === undefined) return `missing ${where}`;
-  return `${where}: ${issue.message}`.slice(0, 300);
+  const checked = check(json.value);
+  // The message names a field path and what was expected, never the value.
+  if (!checked.ok) return jsonError(400, "BAD_REQUEST", describeIssue(checked.issue, "body").slice(0, 300));
+  return checked.value;
 }
 
 function stub(c: Ctx, k: Checked) {
@@ -211,11 +160,11 @@ const BASE = "/:tenant/rooms/:room";
 api.post(`${BASE}/messages`, async (c) => {
   const k = await check(c);
   if (k instanceof Response) return k;
-  const b = await jsonBody(c, MessageBody);
+  const b = await jsonBody(c, checkMessageBody);
   if (b instanceof Response) return b;
   const msg: OutboundMessage = { svc: b.svc, type: b.type };
   if (b.data !== undefined) msg.data = b.data;
-  if (b.to) msg.to = target(b.to);
+  if (b.to) msg.to = b.to;
   if (b.exclude && b.exclude.length > 0) msg.exclude = b.exclude;
   try {
     const { delivered } = await stub(c, k).apiMessage(k.room, msg);
@@ -264,10 +213,10 @@ api.get(`${BASE}/presence`, async (c) => {
 api.post(`${BASE}/kick`, async (c) => {
   const k = await check(c);
   if (k instanceof Response) return k;
-  const b = await jsonBody(c, KickBody);
+  const b = await jsonBody(c, checkKickBody);
   if (b instanceof Response) return b;
   try {
-    const { kicked } = await stub(c, k).apiKick(target(b), b.reason ?? DEFAULT_KICK_REASON);
+    const { kicked } = await stub(c, k).apiKick("sid" in b ? { sid: b.sid } : { user: b.user }, b.reason ?? DEFAULT_KICK_REASON);
     return done(k, "kick", 202, { kicked });
   } catch (err) {
     return roomFailed(k, "kick", err);
