@@ -9,9 +9,10 @@
  * cannot be evicted then: the run is a waitUntil task); the moment it must wait
  * for anything durable (a retry after a failure, `batch_ms`, a yield to the
  * alarm) the stream's memory rows are written to the object's SQLite storage, in
- * order, with their batch. `open`/`close` events, and everything behind rows
- * already in storage, are written before anything else happens. A stream's rows
- * are thus either all in memory or all in storage, never both. What this trades
+ * order, with their batch. `open`/`close` events are written before anything
+ * else happens, after the stream's memory rows. So a stream's stored rows are
+ * always older than its memory rows: a batch is sealed from the stored ones
+ * while there are any, then from memory, never from both. What this trades
  * (docs/origins.md, "Durability"): a message whose first POST is in flight when
  * the object is reset (a deploy, a crash) is lost with the socket that sent it,
  * which had not been acknowledged; one commit per event is what it saves.
@@ -102,7 +103,7 @@ export class Outbox {
   private readonly sealed = new Map<string, OutboxRow[]>();
   /** Batch state per stream, cached (null: none). Keys are service names from the policy. */
   private readonly batches = new Map<string, BatchState | null>();
-  /** Per stream, rows held in memory only (in order; a sealed batch first). Never alongside stored rows. */
+  /** Per stream, rows held in memory only (in order; a sealed batch first); all newer than the stream's stored rows. */
   private readonly mem = new Map<string, OutboxRow[]>();
   private memSeq = 0;
   /** Batches sealed from memory rows (their state is not in storage either). */
@@ -168,9 +169,7 @@ export class Outbox {
 
   /** When the stream's oldest waiting event was accepted (null: none), cached per stream. */
   private oldestOf(svc: string): number | null {
-    const held = this.mem.get(svc);
-    if (held && held.length > 0) return held[0]!.created;
-    if (this.stored(svc) === 0) return null; // (no query per event for a stream kept in memory)
+    if (this.stored(svc) === 0) return this.mem.get(svc)?.[0]?.created ?? null; // no query per event
     let at = this.oldest.get(svc);
     if (at === undefined) {
       at = this.sql.exec<{ created: number }>("SELECT created FROM outbox WHERE svc = ? ORDER BY n LIMIT 1", svc).toArray()[0]?.created ?? null;
@@ -225,7 +224,7 @@ export class Outbox {
       batch: null,
       cid: event.trace_id,
     };
-    if (!durable && this.stored(svc) === 0) {
+    if (!durable) {
       const held = this.mem.get(svc);
       if (held) held.push(row);
       else this.mem.set(svc, [row]);
