@@ -137,15 +137,3 @@ export class Coalescer {
     this.openWindow();
   }
 }
-
-const coalescers = new WeakMap<object, Coalescer>();
-
-/** The room's coalescer, created on first use (kept beside the room object, not in it). */
-export function coalescerOf(room: { readonly counters: Counters }): Coalescer {
-  let c = coalescers.get(room);
-  if (!c) {
-    c = new Coalescer(room.counters);
-    coalescers.set(room, c);
-  }
-  return c;
-}

@@ -1,98 +1,78 @@
 /**
- * Ext lane (SPEC section 4): JSON envelopes. Checks run in the contract's order
- * (frame size and rate limit happen in room.ts, before this): parse, allowlist,
- * handler.
+ * Ext lane (SPEC section 4): JSON envelopes, steps 3-5 of the inbound pipeline
+ * (frame size and rate limit ran before, in inbound.ts): parse, allowlist,
+ * handler. Returns verdicts; sends nothing itself.
  */
 import { extAllowed, type TenantPolicy } from "../policy/index.ts";
-import { CLOSE } from "../protocol/codes.ts";
-import type { OriginEvent } from "../origin/outbox.ts";
+import type { OriginEvent, PushResult } from "../origin/outbox.ts";
 import { newMessageId } from "../origin/sign.ts";
+import { CLOSE } from "../protocol/codes.ts";
 import { parseEnvelope, relayFrame, sysFrame, type ClientEnvelope } from "../protocol/envelope.ts";
-import type { RoomApi } from "./context.ts";
-import { safeSend, type Attachment } from "./members.ts";
+import { refuse, type Session, type Verdict } from "./verdict.ts";
 
-export function handleExt(
-  room: RoomApi,
-  ws: WebSocket,
-  att: Attachment,
-  t: TenantPolicy,
-  text: string,
-): void | Promise<void> {
+export function extVerdict(s: Session, t: TenantPolicy, text: string): Verdict {
   const parsed = parseEnvelope(text);
   if (!parsed.ok) {
-    room.counters.inc("wsprism_decode_errors_total", { tenant: t.id, lane: "ext" });
-    room.decision(t, "ext", "deny", parsed.code === "UNSUPPORTED_VERSION" ? "version" : "decode");
-    room.sendError(ws, att, parsed.code, parsed.msg, parsed.seq);
-    return;
+    return {
+      ...refuse(s, "ext", parsed.code === "UNSUPPORTED_VERSION" ? "version" : "decode", parsed.code, parsed.msg, parsed.seq),
+      count: { name: "wsprism_decode_errors_total", labels: { tenant: t.id, lane: "ext" } },
+    };
   }
   const env = parsed.env;
+  const att = s.att;
   if (env.room !== undefined && env.room !== att.room) {
-    room.decision(t, "ext", "deny", "room");
-    room.sendError(ws, att, "BAD_REQUEST", "room does not name this connection's room", env.seq);
-    return;
+    return refuse(s, "ext", "room", "BAD_REQUEST", "room does not name this connection's room", env.seq);
   }
   if (env.svc === "sys") {
     // Control messages from the client are not routed to services.
-    if (env.type === "refresh") {
-      room.decision(t, "ext", "allow", "refresh");
-      const data = env.data as { ticket?: unknown } | undefined;
-      return room.refresh(ws, att, t, data && typeof data === "object" ? data.ticket : undefined, env.seq, parsed.ack);
-    }
-    room.decision(t, "ext", "deny", "unsupported");
-    room.sendError(ws, att, "NOT_SUPPORTED", `sys:${env.type} is not supported`, env.seq);
-    return;
+    if (env.type !== "refresh") return refuse(s, "ext", "unsupported", "NOT_SUPPORTED", `sys:${env.type} is not supported`, env.seq);
+    const data = env.data as { ticket?: unknown } | undefined;
+    return {
+      decision: { lane: "ext", decision: "allow", reason: "refresh" },
+      effect: { kind: "refresh", ticket: data && typeof data === "object" ? data.ticket : undefined, seq: env.seq, ack: parsed.ack },
+    };
   }
   if (!extAllowed(t, env.svc, env.type)) {
-    room.decision(t, "ext", "deny", "allowlist");
-    room.sendError(ws, att, "NOT_ALLOWED", `${env.svc}:${env.type} is not allowed`, env.seq);
-    return;
+    return refuse(s, "ext", "allowlist", "NOT_ALLOWED", `${env.svc}:${env.type} is not allowed`, env.seq);
   }
-  room.counters.inc("wsprism_ext_messages_total", { tenant: t.id });
-  if (env.svc === "room") {
-    handleRoomService(room, ws, att, t, env, parsed.ack);
-    return;
-  }
+  return { ...routed(s, t, env, parsed.ack), count: { name: "wsprism_ext_messages_total", labels: { tenant: t.id } } };
+}
+
+/** An allowlisted message: the built-in `room` service, a broadcast service, or an origin. */
+function routed(s: Session, t: TenantPolicy, env: ClientEnvelope, ack: boolean): Verdict {
+  if (env.svc === "room") return roomService(s, env, ack);
   const service = t.serviceMap.get(env.svc);
-  if (!service) {
-    // The compiler guarantees allowlisted services exist; keep the answer defined anyway.
-    room.decision(t, "ext", "deny", "no_service");
-    room.sendError(ws, att, "NOT_ALLOWED", `no service ${env.svc}`, env.seq);
-    return;
-  }
+  // The compiler guarantees allowlisted services exist; keep the answer defined anyway.
+  if (!service) return refuse(s, "ext", "no_service", "NOT_ALLOWED", `no service ${env.svc}`, env.seq);
   if (service.kind === "broadcast") {
-    room.decision(t, "ext", "allow", "ok");
-    const frame = relayFrame(env.svc, env.type, att.room, env.data, att, env.seq);
-    for (const [other] of room.members.all()) if (other !== ws) safeSend(other, frame);
-    if (parsed.ack) safeSend(ws, sysFrame("ack", { seq: env.seq }));
-    return;
+    return {
+      decision: { lane: "ext", decision: "allow", reason: "ok" },
+      effect: {
+        kind: "relay",
+        frame: relayFrame(env.svc, env.type, s.att.room, env.data, s.att, env.seq),
+        coalesce: false,
+        then: ack ? [sysFrame("ack", { seq: env.seq })] : [],
+      },
+    };
   }
   // An origin service: a durable webhook event. The answer (ack, reply, reject…)
   // comes when the origin has answered.
   if (!service.events.includes("message")) {
-    room.decision(t, "ext", "deny", "no_service");
-    room.sendError(ws, att, "NOT_ALLOWED", `service ${env.svc} does not take messages`, env.seq);
-    return;
+    return refuse(s, "ext", "no_service", "NOT_ALLOWED", `service ${env.svc} does not take messages`, env.seq);
   }
   const event: OriginEvent = {
     id: newMessageId("evt"),
     kind: "message",
-    user: att.user,
-    sid: att.sid,
+    user: s.att.user,
+    sid: s.att.sid,
     svc: env.svc,
     type: env.type,
     ts: Date.now(),
-    trace_id: att.trace,
+    trace_id: s.att.trace,
   };
   if (env.seq !== undefined) event.seq = env.seq;
   if (env.data !== undefined) event.data = env.data;
-  const pushed = room.originEvent(env.svc, service, event, parsed.ack);
-  if (pushed !== "ok") {
-    const [reason, why] = REFUSED[pushed];
-    room.decision(t, "ext", "deny", reason);
-    room.sendError(ws, att, "RESOURCE_EXHAUSTED", `${why}; retry later`, env.seq);
-    return;
-  }
-  room.decision(t, "ext", "allow", "ok");
+  return { effect: { kind: "origin", svc: env.svc, service, event, ack } };
 }
 
 /** Why the outbox refused a message: the decision's reason and the sender's message. */
@@ -102,35 +82,31 @@ const REFUSED = {
   backlog: ["outbox_backlog", "the service is not keeping up"],
 } as const;
 
-function handleRoomService(
-  room: RoomApi,
-  ws: WebSocket,
-  att: Attachment,
-  t: TenantPolicy,
-  env: ClientEnvelope,
-  ack: boolean,
-): void {
-  const named = roomNamed(env);
+/** The verdict once the outbox has taken (or refused) an origin event. */
+export function originVerdict(s: Session, pushed: PushResult, seq: number | undefined): Verdict {
+  if (pushed === "ok") return { decision: { lane: "ext", decision: "allow", reason: "ok" }, effect: { kind: "none" } };
+  const [reason, why] = REFUSED[pushed];
+  return refuse(s, "ext", reason, "RESOURCE_EXHAUSTED", `${why}; retry later`, seq);
+}
+
+function roomService(s: Session, env: ClientEnvelope, ack: boolean): Verdict {
+  const allow = { lane: "ext", decision: "allow", reason: "ok" } as const;
+  const acked = ack ? [sysFrame("ack", { seq: env.seq })] : [];
   switch (env.type) {
-    case "join":
-      if (named !== undefined && named !== att.room) {
-        room.decision(t, "ext", "deny", "unsupported");
-        room.sendError(ws, att, "NOT_SUPPORTED", "one socket is in one room; open another socket", env.seq);
-        return;
+    case "join": {
+      const named = roomNamed(env);
+      if (named !== undefined && named !== s.att.room) {
+        return refuse(s, "ext", "unsupported", "NOT_SUPPORTED", "one socket is in one room; open another socket", env.seq);
       }
-      room.decision(t, "ext", "allow", "ok");
-      safeSend(ws, sysFrame("joined", { room: att.room }));
-      if (ack) safeSend(ws, sysFrame("ack", { seq: env.seq }));
-      return;
+      return { decision: allow, effect: { kind: "reply", frames: [sysFrame("joined", { room: s.att.room }), ...acked] } };
+    }
     case "leave":
-      room.decision(t, "ext", "allow", "ok");
-      if (ack) safeSend(ws, sysFrame("ack", { seq: env.seq }));
-      safeSend(ws, sysFrame("left", { room: att.room }));
-      room.closeMember(ws, CLOSE.NORMAL, "left");
-      return;
+      return {
+        decision: allow,
+        effect: { kind: "close", frames: [...acked, sysFrame("left", { room: s.att.room })], code: CLOSE.NORMAL, reason: "left" },
+      };
     default:
-      room.decision(t, "ext", "deny", "unsupported");
-      room.sendError(ws, att, "NOT_SUPPORTED", `room:${env.type} is not supported`, env.seq);
+      return refuse(s, "ext", "unsupported", "NOT_SUPPORTED", `room:${env.type} is not supported`, env.seq);
   }
 }
 

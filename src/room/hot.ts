@@ -1,75 +1,66 @@
 /**
  * Hot lane (SPEC section 5): binary frames decoded with typed arrays over the
- * received buffer. One outbound buffer per frame, shared by every recipient.
+ * received buffer, steps 3-5 of the inbound pipeline. One outbound buffer per
+ * frame, shared by every recipient. Returns verdicts; sends nothing itself.
  */
 import { hotAllowed, type TenantPolicy } from "../policy/index.ts";
 import type { ErrorCode } from "../protocol/codes.ts";
 import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
-import { coalescerOf } from "./coalesce.ts";
-import type { RoomApi } from "./context.ts";
-import { safeSend, type Attachment } from "./members.ts";
-import { MAX_KEYS_PER_SENDER } from "./state.ts";
+import { MAX_KEYS_PER_SENDER, type StateRefusal } from "./state.ts";
+import { NOTHING, refuse, type Session, type Verdict } from "./verdict.ts";
 
-export function handleHot(room: RoomApi, ws: WebSocket, att: Attachment, t: TenantPolicy, buf: ArrayBuffer): void {
+export function hotVerdict(s: Session, t: TenantPolicy, buf: ArrayBuffer): Verdict {
   const frame = decodeHot(buf);
   if ("error" in frame) {
-    room.counters.inc("wsprism_decode_errors_total", { tenant: t.id, lane: "hot" });
-    hotError(room, ws, att, t, frame.error, frame.msg, undefined, frame.error === "UNSUPPORTED_VERSION" ? "version" : "decode");
-    return;
+    return {
+      ...hotError(s, t, frame.error, frame.msg, undefined, frame.error === "UNSUPPORTED_VERSION" ? "version" : "decode"),
+      count: { name: "wsprism_decode_errors_total", labels: { tenant: t.id, lane: "hot" } },
+    };
   }
   const seq = frame.seq ?? undefined;
   if (!hotAllowed(t, frame.svc, frame.op)) {
-    hotError(room, ws, att, t, "NOT_ALLOWED", `hot ${frame.svc}:${frame.op} is not allowed`, seq, "allowlist");
-    return;
+    return hotError(s, t, "NOT_ALLOWED", `hot ${frame.svc}:${frame.op} is not allowed`, seq, "allowlist");
   }
   const mode = t.hotModes[frame.svc];
+  const allowed = (m: string, effect: Verdict["effect"]): Verdict => ({
+    decision: { lane: "hot", decision: "allow", reason: "ok" },
+    count: { name: "wsprism_hot_frames_total", labels: { tenant: t.id, mode: m } },
+    effect,
+  });
   switch (mode?.mode) {
-    case "relay": {
-      room.decision(t, "hot", "allow", "ok");
-      room.counters.inc("wsprism_hot_frames_total", { tenant: t.id, mode: "relay" });
-      const out = encodeOutbound(frame, att.slot);
-      if (mode.coalesce) coalescerOf(room).relay(out, ws, room.members.all(), t.id);
-      else for (const [other] of room.members.all()) if (other !== ws) safeSend(other, out);
-      return;
-    }
+    case "relay":
+      return allowed("relay", { kind: "relay", frame: encodeOutbound(frame, s.att.slot), coalesce: mode.coalesce, then: [] });
     case "echo":
-      room.decision(t, "hot", "allow", "ok");
-      room.counters.inc("wsprism_hot_frames_total", { tenant: t.id, mode: "echo" });
-      safeSend(ws, encodeOutbound(frame, att.slot));
-      return;
-    case "state": {
-      const refused = room.state.update(frame, att.slot, t, () => room.members.all());
-      if (refused === "too_large") {
-        hotError(room, ws, att, t, "PAYLOAD_TOO_LARGE", "a state frame must fit a batch (65535 bytes)", seq, "frame_size");
-        return;
-      }
-      if (refused) {
-        const msg =
-          refused === "keys"
-            ? `a member keeps at most ${MAX_KEYS_PER_SENDER} state keys (svc_id, opcode)`
-            : `the room's kept states would exceed limits.max_state_bytes (${t.limits.max_state_bytes})`;
-        hotError(room, ws, att, t, "RESOURCE_EXHAUSTED", msg, seq, "state_limit");
-        return;
-      }
-      room.decision(t, "hot", "allow", "ok");
-      room.counters.inc("wsprism_hot_frames_total", { tenant: t.id, mode: "state" });
-      return;
-    }
+      return allowed("echo", { kind: "reply", frames: [encodeOutbound(frame, s.att.slot)] });
+    case "state":
+      return { effect: { kind: "state", frame, seq } };
     default:
-      hotError(room, ws, att, t, "NOT_SUPPORTED", `hot svc ${frame.svc} has no mode`, seq, "unsupported");
+      return hotError(s, t, "NOT_SUPPORTED", `hot svc ${frame.svc} has no mode`, seq, "unsupported");
   }
 }
 
-function hotError(
-  room: RoomApi,
-  ws: WebSocket,
-  att: Attachment,
-  t: TenantPolicy,
-  code: ErrorCode,
-  msg: string,
-  seq: number | undefined,
-  reason: string,
-): void {
-  room.decision(t, "hot", t.policy.hot_error_mode === "silent" ? "drop" : "deny", reason);
-  if (t.policy.hot_error_mode === "sys_error") room.sendError(ws, att, code, msg, seq);
+/** The verdict once the room's state table has taken (null) or refused a `state` frame. */
+export function stateVerdict(s: Session, t: TenantPolicy, refused: StateRefusal | null, seq: number | undefined): Verdict {
+  if (refused === null) {
+    return {
+      decision: { lane: "hot", decision: "allow", reason: "ok" },
+      count: { name: "wsprism_hot_frames_total", labels: { tenant: t.id, mode: "state" } },
+      effect: NOTHING,
+    };
+  }
+  if (refused === "too_large") {
+    return hotError(s, t, "PAYLOAD_TOO_LARGE", "a state frame must fit a batch (65535 bytes)", seq, "frame_size");
+  }
+  const msg =
+    refused === "keys"
+      ? `a member keeps at most ${MAX_KEYS_PER_SENDER} state keys (svc_id, opcode)`
+      : `the room's kept states would exceed limits.max_state_bytes (${t.limits.max_state_bytes})`;
+  return hotError(s, t, "RESOURCE_EXHAUSTED", msg, seq, "state_limit");
+}
+
+/** A hot-lane refusal, answered as the tenant's `hot_error_mode` says. */
+function hotError(s: Session, t: TenantPolicy, code: ErrorCode, msg: string, seq: number | undefined, reason: string): Verdict {
+  const mode = t.policy.hot_error_mode;
+  if (mode === "sys_error") return refuse(s, "hot", reason, code, msg, seq);
+  return { decision: { lane: "hot", decision: mode === "silent" ? "drop" : "deny", reason }, effect: NOTHING };
 }

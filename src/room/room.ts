@@ -20,35 +20,24 @@ import type { OriginEvent, PushResult } from "../origin/outbox.ts";
 import { newMessageId } from "../origin/sign.ts";
 import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
 import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
-import { errorFrame, peekSeq, sysFrame } from "../protocol/envelope.ts";
-import { decodeHot, encodeOutbound, peekHotSeq } from "../protocol/hot.ts";
+import { errorFrame, sysFrame } from "../protocol/envelope.ts";
+import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
 import { jsonError } from "../protocol/http.ts";
 import { authenticate } from "../auth/index.ts";
 import { releaseSession, renewSessions } from "../governance/sessions.ts";
 import { AlarmMux } from "./alarms.ts";
 import { HOUSEKEEPING_ALARM, runHousekeeping, scheduleFor } from "./housekeeping.ts";
 import { StateTable } from "./state.ts";
-import type { Lane } from "./context.ts";
 import { deliverMessage, kick, presence, presenceSync, type OutboundMessage, type PresenceEntry, type Target } from "./deliver.ts";
-import { handleExt } from "./ext.ts";
-import { handleHot } from "./hot.ts";
+import { Coalescer } from "./coalesce.ts";
+import { originVerdict } from "./ext.ts";
+import { stateVerdict } from "./hot.ts";
+import { checkRefresh, lifecycleEvents } from "./lifecycle.ts";
+import { inbound } from "./inbound.ts";
 import { Members, safeClose, safeSend, type Attachment } from "./members.ts";
-import { fullBucket, take, type Bucket } from "./ratelimit.ts";
-
-/** Header carrying the Worker-verified identity. Only the Worker can reach the object. */
-export const CONNECT_HEADER = "x-wsprism-connect";
-
-/** What the Worker hands the room after it verified the upgrade. */
-export interface ConnectRequest {
-  tenant: string;
-  room: string;
-  user: string;
-  sid: string;
-  exp: number | null;
-  trace: string;
-  /** The client offered the `wsprism.v1` subprotocol: answer with it. */
-  protocol: boolean;
-}
+import { fullBucket, type Bucket } from "./ratelimit.ts";
+import type { Lane, Session, Verdict } from "./verdict.ts";
+import { CONNECT_HEADER, type ConnectRequest } from "./handoff.ts";
 
 const TENANT_BUCKET_KEY = "rl:tenant";
 const META_KEY = "meta";
@@ -63,9 +52,11 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   readonly metrics: RoomMetrics;
   readonly bridge: OriginBridge;
   readonly state: StateTable;
+  /** Batches coalesced relays while the room is busy (hot `relay` with `coalesce: true`). */
+  readonly coalescer: Coalescer;
   private metaCache: RoomMeta | undefined;
   /** Bucket for `rate_limit_scope: tenant` (shared by the room's sockets), persisted in storage. */
-  private tenantBucket: Bucket | null = null;
+  private sharedBucket: Bucket | null = null;
 
   /** Instances constructed in this isolate (each wake constructs one): lets tests prove heartbeats wake nothing. */
   static constructed = 0;
@@ -81,6 +72,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
       return m ? [[m.tenant, this.members.size()]] : [];
     }, { alarms: this.alarms });
     this.bridge = new OriginBridge(this, ctx.storage, env, (p) => ctx.waitUntil(p));
+    this.coalescer = new Coalescer(this.counters);
     this.state = new StateTable(ctx.storage, (err) => this.failed("state.save_failed", undefined, err));
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
@@ -215,34 +207,51 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const att = this.members.get(ws);
     if (!att) return; // closed by the gateway already; late frames are ignored
-    const t = getTenant(att.tenant);
+    const s: Session = { ws, att };
     try {
+      const t = getTenant(att.tenant);
       if (!t) {
         this.closeMember(ws, CLOSE.POLICY, "tenant no longer configured");
         return;
       }
-      const lane: Lane = typeof message === "string" ? "ext" : "hot";
-      // 1. Frame size.
-      const max = t.limits.max_frame_bytes;
-      if (typeof message === "string" ? utf8Length(message, max) > max : message.byteLength > max) {
-        this.decision(t, lane, "deny", "frame_size");
-        safeSend(ws, errorFrame("PAYLOAD_TOO_LARGE", `frame over ${max} bytes`, seqOf(message), att.trace));
-        this.closeMember(ws, CLOSE.TOO_LARGE, "frame too large");
-        return;
-      }
-      // 2. Rate limit (and the time of this frame, for the idle timeout).
-      att.last = Date.now();
-      if (!this.takeToken(ws, att, t)) {
-        this.rateLimited(ws, att, t, lane, message);
-        return;
-      }
-      // 3-5. Parse, allowlist, handler.
-      if (typeof message === "string") await handleExt(this, ws, att, t, message);
-      else handleHot(this, ws, att, t, message);
+      const now = Date.now();
+      const shared = t.policy.rate_limit_scope === "tenant";
+      const verdict = inbound(s, t, message, shared ? this.tenantBucket(t, now) : att.rl, now);
+      this.saveRate(s, shared, now);
+      await this.apply(s, t, verdict);
     } catch (err) {
       this.counters.inc("wsprism_internal_errors_total", { tenant: att.tenant });
       log("error", "ws.handler_failed", { trace_id: att.trace, tenant: att.tenant, room: att.room, sid: att.sid, error: String(err) });
       this.sendError(ws, att, "INTERNAL", "internal error");
+    }
+  }
+
+  /** The one place a verdict becomes sends, counters and closes (src/room/verdict.ts). */
+  private apply(s: Session, t: TenantPolicy, v: Verdict): void | Promise<void> {
+    if (v.count) this.counters.inc(v.count.name, v.count.labels);
+    if (v.decision) this.decision(t, v.decision.lane, v.decision.decision, v.decision.reason);
+    const e = v.effect;
+    switch (e.kind) {
+      case "none":
+        return;
+      case "reply":
+        for (const f of e.frames) safeSend(s.ws, f);
+        return;
+      case "relay":
+        if (e.coalesce && e.frame instanceof Uint8Array) this.coalescer.relay(e.frame, s.ws, this.members.all(), t.id);
+        else for (const [other] of this.members.all()) if (other !== s.ws) safeSend(other, e.frame);
+        for (const f of e.then) safeSend(s.ws, f);
+        return;
+      case "close":
+        for (const f of e.frames) safeSend(s.ws, f);
+        this.closeMember(s.ws, e.code, e.reason);
+        return;
+      case "state":
+        return this.apply(s, t, stateVerdict(s, t, this.state.update(e.frame, s.att.slot, t, () => this.members.all()), e.seq));
+      case "origin":
+        return this.apply(s, t, originVerdict(s, this.bridge.enqueue(e.svc, e.service, e.event, e.ack), e.event.seq));
+      case "refresh":
+        return this.refresh(s, t, e.ticket, e.seq, e.ack);
     }
   }
 
@@ -309,34 +318,20 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
   }
 
   /** `sys:refresh`: a fresh ticket for the same user moves the session's expiry. */
-  async refresh(ws: WebSocket, att: Attachment, t: TenantPolicy, ticket: unknown, seq: number | undefined, ack: boolean): Promise<void> {
-    if (typeof ticket !== "string" || ticket.length === 0) {
-      this.sendError(ws, att, "BAD_REQUEST", "sys:refresh needs data.ticket", seq);
-      return;
-    }
-    const r = await authenticate(t.auth, ticket, { tenant: t.id, room: att.room, ip: "", env: this.env });
-    const current = this.members.get(ws);
+  async refresh(s: Session, t: TenantPolicy, ticket: unknown, seq: number | undefined, ack: boolean): Promise<void> {
+    const checked = await checkRefresh(s, t, ticket, seq, ack, this.env);
+    const current = this.members.get(s.ws);
     if (!current) return; // closed meanwhile
-    if (!r.ok) {
-      this.sendError(ws, current, r.code === "NOT_ALLOWED" ? "NOT_ALLOWED" : "AUTH_FAILED", r.msg, seq);
-      return;
+    if ("exp" in checked) {
+      current.exp = checked.exp;
+      this.members.save(s.ws, current);
+      scheduleFor(this, s.ws, current);
     }
-    if (r.identity.user !== current.user) {
-      this.sendError(ws, current, "AUTH_FAILED", "ticket for another user", seq);
-      return;
-    }
-    current.exp = r.identity.exp;
-    this.members.save(ws, current);
-    scheduleFor(this, ws, current);
-    if (ack && seq !== undefined) safeSend(ws, sysFrame("ack", { seq }));
+    return this.apply({ ws: s.ws, att: current }, t, checked.verdict);
   }
 
   meta(): RoomMeta | undefined {
     return (this.metaCache ??= this.ctx.storage.kv.get<RoomMeta>(META_KEY));
-  }
-
-  originEvent(svc: string, service: Extract<CompiledService, { kind: "origin" }>, event: OriginEvent, ack: boolean): PushResult {
-    return this.bridge.enqueue(svc, service, event, ack);
   }
 
   sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void {
@@ -366,18 +361,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
 
   /** `open`/`close` events for the origin services that subscribe to them. */
   private lifecycle(kind: "open" | "close", att: Attachment, t: TenantPolicy): void {
-    for (const [svc, service] of t.serviceMap) {
-      if (service.kind !== "origin" || !service.events.includes(kind)) continue;
-      const event: OriginEvent = {
-        id: newMessageId("evt"),
-        kind,
-        user: att.user,
-        sid: att.sid,
-        svc,
-        type: kind,
-        ts: Date.now(),
-        trace_id: att.trace,
-      };
+    for (const { svc, service, event } of lifecycleEvents(kind, att, t)) {
       if (this.bridge.enqueue(svc, service, event, false) !== "ok") {
         this.counters.inc("wsprism_origin_dead_letters_total", { tenant: t.id, svc });
         log("error", "origin.outbox_full", { trace_id: att.trace, tenant: t.id, room: att.room, sid: att.sid, svc, kind });
@@ -422,41 +406,19 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     for (const [ws] of this.members.all()) if (ws !== except) safeSend(ws, frame);
   }
 
-  private takeToken(ws: WebSocket, att: Attachment, t: TenantPolicy): boolean {
-    const { rate_limit_rps: rps, rate_limit_burst: burst, rate_limit_scope: scope } = t.policy;
-    const now = Date.now();
-    if (scope === "tenant") {
-      const bucket = (this.tenantBucket ??=
-        this.ctx.storage.kv.get<Bucket>(TENANT_BUCKET_KEY) ?? fullBucket(burst, now));
-      const ok = take(bucket, now, rps, burst);
-      this.ctx.storage.kv.put(TENANT_BUCKET_KEY, bucket);
-      this.members.saveSoon(ws, att, now);
-      return ok;
-    }
-    const ok = take(att.rl, now, rps, burst);
-    // An exhausted bucket is written at once: a wake must not hand a sender at its limit a fresh burst.
-    if (att.rl.tokens < 1) this.members.save(ws, att, now);
-    else this.members.saveSoon(ws, att, now);
-    return ok;
+  /** The room's shared bucket (`rate_limit_scope: tenant`), read from storage once per instance. */
+  private tenantBucket(t: TenantPolicy, now: number): Bucket {
+    return (this.sharedBucket ??= this.ctx.storage.kv.get<Bucket>(TENANT_BUCKET_KEY) ?? fullBucket(t.policy.rate_limit_burst, now));
   }
 
-  private rateLimited(ws: WebSocket, att: Attachment, t: TenantPolicy, lane: Lane, message: string | ArrayBuffer): void {
-    const action = t.policy.rate_limit_action;
-    this.decision(t, lane, action === "drop" ? "drop" : "deny", "rate_limit");
-    if (action === "drop") return;
-    this.sendError(ws, att, "RATE_LIMITED", "rate limit exceeded", seqOf(message));
-    if (action === "close") this.closeMember(ws, CLOSE.RATE_LIMIT, "rate limit");
+  /**
+   * Persist what the pipeline changed: the shared bucket, and the session's bucket
+   * and idle clock (an exhausted bucket at once, so that a wake does not hand a
+   * sender at its limit a fresh burst; otherwise at most once a second).
+   */
+  private saveRate(s: Session, shared: boolean, now: number): void {
+    if (shared) this.ctx.storage.kv.put(TENANT_BUCKET_KEY, this.sharedBucket);
+    if (!shared && s.att.rl.tokens < 1) this.members.save(s.ws, s.att, now);
+    else this.members.saveSoon(s.ws, s.att, now);
   }
-}
-
-/** The seq of a frame refused before it is parsed (size, rate), read from its first bytes. */
-function seqOf(message: string | ArrayBuffer): number | undefined {
-  return typeof message === "string" ? peekSeq(message) : peekHotSeq(message);
-}
-
-/** UTF-8 byte length, computed exactly only when it could exceed `max`. */
-function utf8Length(s: string, max: number): number {
-  if (s.length * 3 <= max) return s.length;
-  if (s.length > max) return s.length;
-  return new TextEncoder().encode(s).byteLength;
 }

@@ -20,7 +20,7 @@ import { log, newTraceId } from "../observability/log.ts";
 import { getTenant, originAllowed } from "../policy/index.ts";
 import { ROOM_RE, SID_RE, TENANT_RE } from "../protocol/codes.ts";
 import { jsonError } from "../protocol/http.ts";
-import { CONNECT_HEADER, type ConnectRequest } from "../room/room.ts";
+import { CONNECT_HEADER, type ConnectRequest } from "../room/handoff.ts";
 import { checkHandshake } from "./handshake.ts";
 import { deliverRefusal } from "./refusal.ts";
 import { SUBPROTOCOL, TICKET_PROTOCOL_PREFIX } from "./subprotocol.ts";

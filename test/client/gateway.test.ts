@@ -9,7 +9,6 @@ import { SignJWT } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { WsPrismClient, type WebSocketCtor, type WebSocketLike, type WsPrismClientOptions } from "../../client/src/index.ts";
 import { runInDurableObject } from "cloudflare:test";
-import { coalescerOf } from "../../src/room/coalesce.ts";
 import type { RoomObject } from "../../src/room/room.ts";
 import { uniqueRoom } from "../helpers/ws.ts";
 
@@ -276,6 +275,6 @@ describe("SDK against the gateway", () => {
     // Batches did arrive: fewer binary messages than frames.
     expect(sockets[0]!.binaryMessages).toBeLessThan(61);
     const stub = env.ROOMS.get(env.ROOMS.idFromName(`${tenant}/${room}`));
-    expect(await runInDurableObject(stub, (o: RoomObject) => coalescerOf(o).batchesSent)).toBeGreaterThan(0);
+    expect(await runInDurableObject(stub, (o: RoomObject) => o.coalescer.batchesSent)).toBeGreaterThan(0);
   });
 });

@@ -5,7 +5,7 @@
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import { coalescerOf, MAX_RELAY_BATCH } from "../../src/room/coalesce.ts";
+import { MAX_RELAY_BATCH } from "../../src/room/coalesce.ts";
 import type { RoomObject } from "../../src/room/room.ts";
 import { decodeBatch } from "../../src/room/state.ts";
 import { connect, decodeOutbound, uniqueRoom, type TestClient } from "../helpers/ws.ts";
@@ -79,7 +79,7 @@ describe("coalesced relay", () => {
     expect(await b.quiet(100)).toEqual([]);
     expect((await a.quiet(0)).filter((m) => m.kind === "binary")).toEqual([]);
     // The window that frame opened closed empty: nothing keeps the room awake.
-    expect(await runInDurableObject(stubFor(room), (o: RoomObject) => coalescerOf(o).busy())).toBe(false);
+    expect(await runInDurableObject(stubFor(room), (o: RoomObject) => o.coalescer.busy())).toBe(false);
   });
 
   it("coalesce: false (svc 4) is unchanged: one plain frame per relayed frame, byte for byte", async () => {
@@ -133,7 +133,7 @@ describe("coalesced relay", () => {
     const counts = await runInDurableObject(stubFor(room), (o: RoomObject) => ({
       frames: o.counters.get("wsprism_hot_frames_total", { tenant: "co-relay", mode: "relay" }),
       batches: o.counters.get("wsprism_hot_relay_batches_total", { tenant: "co-relay" }),
-      sent: coalescerOf(o).batchesSent,
+      sent: o.coalescer.batchesSent,
     }));
     const batches = messages.filter((m) => m[1] === 0).length;
     expect(counts).toEqual({ frames: 30, batches, sent: batches });
@@ -148,7 +148,7 @@ describe("coalesced relay", () => {
     await receive(rx, 10);
     const stub = stubFor(room);
     // The window that sent the batch reopens once and closes empty a turn later: poll for that.
-    await vi.waitFor(async () => expect(await runInDurableObject(stub, (o: RoomObject) => coalescerOf(o).busy())).toBe(false), {
+    await vi.waitFor(async () => expect(await runInDurableObject(stub, (o: RoomObject) => o.coalescer.busy())).toBe(false), {
       timeout: 1000,
       interval: 20,
     });
