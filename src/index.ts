@@ -7,7 +7,7 @@
  *   src/protocol/     wire codecs: ext envelopes, hot frames, codes
  *   src/policy/       compiled policies (generated from policies/*.yaml)
  *   src/governance/   session identity and caps across rooms (one directory object per tenant)
- *   src/origin/       the origin bridge: durable webhooks, actions
+ *   src/origin/       the origin bridge: durable webhooks, answer parsing (room/ applies them)
  *   src/observability logs and counters
  */
 import type { Env } from "./env.ts";

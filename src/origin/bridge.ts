@@ -11,22 +11,21 @@
  *  - Each stream has its own alarm deadline (`outbox/<svc>`): its retry time, or
  *    its lease while a request is in flight, so that a request lost with the
  *    object is retried after an eviction.
- *  - 2xx: actions applied, `sys.ack` to senders that asked. 5xx/408/429/timeout/
- *    network: retried with exponential backoff and full jitter for `retry_for_s`,
- *    then given up (ORIGIN_UNAVAILABLE + dead letter). Other statuses: not
- *    retried, senders get ORIGIN_REJECTED.
+ *  - 2xx: the answer is handed on. 5xx/408/429/timeout/network: retried with
+ *    exponential backoff and full jitter for `retry_for_s`, then given up
+ *    (ORIGIN_UNAVAILABLE + dead letter). Other statuses: not retried
+ *    (ORIGIN_REJECTED).
+ *
+ * The bridge is a transport: it never touches sockets. How each batch settled
+ * goes to the `onSettled` callback (room/answers.ts applies it), so origin/
+ * never imports room/.
  */
 import type { Env } from "../env.ts";
 import { readSecret } from "../env.ts";
 import { log } from "../observability/log.ts";
+import type { Counters } from "../observability/metrics.ts";
 import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
-import { errorFrame, relayFrame, sysFrame } from "../protocol/envelope.ts";
 import { readBoundedText } from "../protocol/http.ts";
-import type { AlarmMux } from "../room/alarms.ts";
-import type { RoomApi } from "../room/context.ts";
-import { deliverMessage, kick, ORIGIN_SENDER } from "../room/deliver.ts";
-import { safeSend } from "../room/members.ts";
-import { parseActions, type OriginAction } from "./actions.ts";
 import { Outbox, type BatchState, type OriginEvent, type OutboxRow, type PushResult } from "./outbox.ts";
 import { newMessageId, webhookHeaders } from "./sign.ts";
 
@@ -57,32 +56,63 @@ export interface RoomMeta {
   room: string;
 }
 
-export interface BridgeHost extends RoomApi {
-  readonly alarms: AlarmMux;
+/**
+ * How a batch settled, reported once per batch after its rows left the outbox:
+ * the origin answered (2xx, `body` unparsed), or the batch failed for good.
+ */
+export type Settled =
+  | { kind: "answered"; meta: RoomMeta; svc: string; batchId: string; rows: OutboxRow[]; body: string }
+  | { kind: "failed"; code: "ORIGIN_REJECTED" | "ORIGIN_UNAVAILABLE"; msg: string; rows: OutboxRow[] };
+
+/** Named deadlines that survive eviction (the room's AlarmMux fits). */
+export interface Deadlines {
+  /** Set `name`'s deadline (replacing any). */
+  schedule(name: string, at: number): void;
+  /** Set `name`'s deadline only if it has none or a later one. */
+  scheduleBy(name: string, at: number): void;
+}
+
+export interface BridgeOptions {
+  storage: DurableObjectStorage;
+  env: Env;
   /** The room's tenant and name (stored when the first session joins). */
-  meta(): RoomMeta | undefined;
+  meta: () => RoomMeta | undefined;
+  counters: Counters;
+  deadlines: Deadlines;
+  /** Holds the object while a stream runs (ctx.waitUntil): no eviction with rows in memory. */
+  keepAlive: (p: Promise<unknown>) => void;
+  /**
+   * Called synchronously inside the stream loop, in batch order: a stream's next
+   * batch is not sent before the previous one's answer has been applied. A throw
+   * is handled like any failure of the stream (counted, logged, retried later).
+   */
+  onSettled: (s: Settled) => void;
 }
 
 type Outcome = { kind: "ok"; body: string } | { kind: "retry"; why: string } | { kind: "rejected"; status: number };
 
 export class OriginBridge {
   readonly outbox: Outbox;
-  private readonly host: BridgeHost;
   private readonly env: Env;
+  private readonly meta: () => RoomMeta | undefined;
+  private readonly counters: Counters;
+  private readonly deadlines: Deadlines;
+  private readonly keepAlive: (p: Promise<unknown>) => void;
+  private readonly onSettled: (s: Settled) => void;
   /** Streams whose last POST failed and is being retried (an outage: buffer, never shed). */
   private readonly failing = new Set<string>();
   /** Streams with a run in progress in this instance (after a wake: none; their alarms resume them). */
   private readonly active = new Set<string>();
 
-  /** `keepAlive` holds the object while a stream runs (ctx.waitUntil): no eviction with rows in memory. */
-  constructor(host: BridgeHost, storage: DurableObjectStorage, env: Env, keepAlive: (p: Promise<unknown>) => void) {
-    this.host = host;
-    this.env = env;
-    this.outbox = new Outbox(storage);
-    this.keepAlive = keepAlive;
+  constructor(o: BridgeOptions) {
+    this.env = o.env;
+    this.outbox = new Outbox(o.storage);
+    this.meta = o.meta;
+    this.counters = o.counters;
+    this.deadlines = o.deadlines;
+    this.keepAlive = o.keepAlive;
+    this.onSettled = o.onSettled;
   }
-
-  private readonly keepAlive: (p: Promise<unknown>) => void;
 
   /**
    * Queue an event for `svc`: "ok", or why it was refused. A message for a
@@ -100,7 +130,7 @@ export class OriginBridge {
     if (pushed !== "ok") return pushed;
     // A stream in flight takes this event with its next batch.
     if (this.active.has(svc)) return "ok";
-    if (service.batch_ms > 0) this.host.alarms.scheduleBy(streamAlarm(svc), Date.now() + service.batch_ms);
+    if (service.batch_ms > 0) this.deadlines.scheduleBy(streamAlarm(svc), Date.now() + service.batch_ms);
     else this.keepAlive(this.runStream(svc)); // idle: send at once
     return "ok";
   }
@@ -110,20 +140,20 @@ export class OriginBridge {
    * flight), its lease deadline makes sure a restart finds and resumes them.
    */
   private persist(svc: string): void {
-    if (this.outbox.persist(svc)) this.host.alarms.scheduleBy(streamAlarm(svc), Date.now() + this.leaseMs(svc));
+    if (this.outbox.persist(svc)) this.deadlines.scheduleBy(streamAlarm(svc), Date.now() + this.leaseMs(svc));
   }
 
   /** Alarm entry point: resume these streams (or all with events). */
   async run(which: string[] | "all"): Promise<void> {
     const svcs = which === "all" ? this.outbox.streams() : which;
     // A stream whose request is still in flight here: its deadline fired early; move its lease on.
-    for (const svc of svcs) if (this.active.has(svc)) this.host.alarms.schedule(streamAlarm(svc), Date.now() + this.leaseMs(svc));
+    for (const svc of svcs) if (this.active.has(svc)) this.deadlines.schedule(streamAlarm(svc), Date.now() + this.leaseMs(svc));
     await Promise.all(svcs.map((svc) => this.runStream(svc)));
   }
 
   /** How long a request of this stream may take before the alarm retries it. */
   private leaseMs(svc: string): number {
-    const meta = this.host.meta();
+    const meta = this.meta();
     const service = meta ? getTenant(meta.tenant)?.serviceMap.get(svc) : undefined;
     return (service?.kind === "origin" ? service.timeout_ms : MAX_TIMEOUT_MS) + LEASE_MARGIN_MS;
   }
@@ -142,19 +172,19 @@ export class OriginBridge {
         if (wait > 0) {
           // Whatever waits for an alarm must survive eviction: write it first.
           this.outbox.persist(svc);
-          this.host.alarms.schedule(streamAlarm(svc), Date.now() + wait);
+          this.deadlines.schedule(streamAlarm(svc), Date.now() + wait);
           return;
         }
       }
       this.outbox.persist(svc);
-      this.host.alarms.schedule(streamAlarm(svc), Date.now()); // yield, then go on
+      this.deadlines.schedule(streamAlarm(svc), Date.now()); // yield, then go on
     } catch (err) {
-      this.host.counters.inc("wsprism_internal_errors_total", {});
+      this.counters.inc("wsprism_internal_errors_total", {});
       log("error", "origin.stream_failed", { trace_id: "-", svc, error: String(err) });
       try {
         this.outbox.persist(svc);
       } finally {
-        this.host.alarms.schedule(streamAlarm(svc), Date.now() + BACKOFF_BASE_MS);
+        this.deadlines.schedule(streamAlarm(svc), Date.now() + BACKOFF_BASE_MS);
       }
     } finally {
       this.active.delete(svc);
@@ -163,7 +193,7 @@ export class OriginBridge {
 
   /** One batch of a stream: null = nothing to do; >0 = try again in that many ms; 0 = continue. */
   private async step(svc: string): Promise<number | null> {
-    const meta = this.host.meta();
+    const meta = this.meta();
     const t = meta ? getTenant(meta.tenant) : undefined;
     const service = t?.serviceMap.get(svc);
     let batch = this.outbox.current(svc);
@@ -205,21 +235,21 @@ export class OriginBridge {
     // deadline of the stream is kept: when it fires, run() moves it on. A batch
     // held in memory needs none: the object stays while its request runs, and
     // if the batch is written meanwhile, persist() sets the lease.
-    if (this.outbox.isStored(batch.id)) this.host.alarms.scheduleBy(streamAlarm(batch.svc), Date.now() + this.leaseMs(batch.svc));
-    if (batch.attempts > 1) this.host.counters.inc("wsprism_origin_retries_total", { tenant: t.id, svc: batch.svc });
+    if (this.outbox.isStored(batch.id)) this.deadlines.scheduleBy(streamAlarm(batch.svc), Date.now() + this.leaseMs(batch.svc));
+    if (batch.attempts > 1) this.counters.inc("wsprism_origin_retries_total", { tenant: t.id, svc: batch.svc });
     const outcome = await post(this.env, service, batch.id, body);
-    this.host.counters.inc("wsprism_origin_requests_total", { tenant: t.id, svc: batch.svc, outcome: outcome.kind });
+    this.counters.inc("wsprism_origin_requests_total", { tenant: t.id, svc: batch.svc, outcome: outcome.kind });
 
     if (outcome.kind !== "retry") this.failing.delete(batch.svc);
     if (outcome.kind === "ok") {
       this.outbox.finish(batch.svc, batch.id, rows);
-      this.applyAnswer(t, meta, batch, rows, outcome.body);
+      this.onSettled({ kind: "answered", meta, svc: batch.svc, batchId: batch.id, rows, body: outcome.body });
       return 0;
     }
     if (outcome.kind === "rejected") {
       this.outbox.finish(batch.svc, batch.id, rows);
       log("warn", "origin.rejected", { trace_id: batch.id, tenant: t.id, room: meta.room, svc: batch.svc, status: outcome.status });
-      this.notifySenders(rows, "ORIGIN_REJECTED", `origin answered ${outcome.status}`);
+      this.onSettled({ kind: "failed", code: "ORIGIN_REJECTED", msg: `origin answered ${outcome.status}`, rows });
       return 0;
     }
     this.failing.add(batch.svc);
@@ -245,100 +275,9 @@ export class OriginBridge {
 
   private giveUp(t: TenantPolicy | undefined, svc: string, batchId: string, rows: OutboxRow[], why: string): void {
     this.outbox.finish(svc, batchId, rows);
-    this.host.counters.inc("wsprism_origin_dead_letters_total", { tenant: t?.id ?? "-", svc }, rows.length);
+    this.counters.inc("wsprism_origin_dead_letters_total", { tenant: t?.id ?? "-", svc }, rows.length);
     log("error", "origin.dead_letter", { trace_id: batchId, tenant: t?.id, svc, events: rows.length, why });
-    this.notifySenders(rows, "ORIGIN_UNAVAILABLE", "origin unavailable; event given up");
-  }
-
-  /** sys.error to the connected senders of the message events of a batch. */
-  private notifySenders(rows: OutboxRow[], code: "ORIGIN_REJECTED" | "ORIGIN_UNAVAILABLE", msg: string): void {
-    for (const r of rows) {
-      if (r.kind !== "message") continue;
-      const seq = r.seq ?? undefined;
-      for (const ws of this.senderOf(r)) {
-        const att = this.host.members.get(ws);
-        if (att) this.host.sendError(ws, att, code, msg, seq);
-      }
-    }
-  }
-
-  /**
-   * The socket that sent an event, if it is still connected: answers (reply,
-   * reject, acks, errors) go to that connection only (SPEC section 6), never to
-   * whoever holds the sid now. The connection is the event's trace id (minted
-   * per upgrade), kept in the row's `cid` (read from the event itself for rows
-   * written before that column).
-   */
-  private senderOf(r: OutboxRow): WebSocket[] {
-    let cid: unknown = r.cid;
-    if (cid === null) {
-      try {
-        cid = (JSON.parse(r.event) as { trace_id?: unknown }).trace_id;
-      } catch {
-        return [];
-      }
-    }
-    const out: WebSocket[] = [];
-    for (const [ws, att] of this.host.members.all()) if (att.sid === r.sid && att.trace === cid) out.push(ws);
-    return out;
-  }
-
-  private applyAnswer(t: TenantPolicy, meta: RoomMeta, batch: BatchState, rows: OutboxRow[], body: string): void {
-    const { actions, invalid, malformed } = parseActions(body);
-    if (malformed || invalid > 0) {
-      this.host.counters.inc("wsprism_origin_invalid_answers_total", { tenant: t.id, svc: batch.svc });
-      log("warn", "origin.invalid_answer", { trace_id: batch.id, tenant: t.id, room: meta.room, svc: batch.svc, malformed, invalid });
-    }
-    const byId = new Map(rows.map((r) => [r.event_id, r]));
-    const rejected = new Set<string>();
-    for (const a of actions) {
-      try {
-        this.apply(meta, a, byId, rejected);
-      } catch (err) {
-        log("error", "origin.action_failed", { trace_id: batch.id, tenant: t.id, action: a.action, error: String(err) });
-      }
-    }
-    for (const r of rows) {
-      if (r.ack !== 1 || rejected.has(r.event_id) || r.seq === null) continue;
-      const frame = sysFrame("ack", { seq: r.seq });
-      for (const ws of this.senderOf(r)) safeSend(ws, frame);
-    }
-  }
-
-  private apply(meta: RoomMeta, a: OriginAction, byId: Map<string, OutboxRow>, rejected: Set<string>): void {
-    switch (a.action) {
-      case "reply": {
-        const ev = byId.get(a.to);
-        if (!ev) return; // an unknown event: ignored
-        const frame = relayFrame(a.svc, a.type, meta.room, a.data, ORIGIN_SENDER);
-        for (const ws of this.senderOf(ev)) safeSend(ws, frame);
-        return;
-      }
-      case "broadcast":
-        deliverMessage(this.host, meta.room, { svc: a.svc, type: a.type, data: a.data, exclude: a.exclude });
-        return;
-      case "send":
-        deliverMessage(this.host, meta.room, {
-          svc: a.svc,
-          type: a.type,
-          data: a.data,
-          to: "sid" in a ? { sid: a.sid } : { user: a.user },
-        });
-        return;
-      case "reject": {
-        const ev = byId.get(a.to);
-        if (!ev) return;
-        rejected.add(ev.event_id);
-        for (const ws of this.senderOf(ev)) {
-          const att = this.host.members.get(ws);
-          if (att) safeSend(ws, errorFrame(a.code, a.msg, ev.seq ?? undefined, att.trace));
-        }
-        return;
-      }
-      case "kick":
-        kick(this.host, "sid" in a ? { sid: a.sid } : { user: a.user }, a.reason);
-        return;
-    }
+    this.onSettled({ kind: "failed", code: "ORIGIN_UNAVAILABLE", msg: "origin unavailable; event given up", rows });
   }
 }
 

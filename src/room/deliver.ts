@@ -1,6 +1,6 @@
 /**
  * Delivery of gateway- or origin-produced messages to a room's members:
- * shared by the origin's webhook actions and the origin-facing HTTP API.
+ * shared by the origin's webhook actions (answers.ts) and the origin-facing HTTP API.
  */
 import { CLOSE } from "../protocol/codes.ts";
 import { relayFrame, sysFrame, type Sender } from "../protocol/envelope.ts";

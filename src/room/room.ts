@@ -15,7 +15,7 @@ import type { Env } from "../env.ts";
 import { configureLogs, log } from "../observability/log.ts";
 import { Counters } from "../observability/metrics.ts";
 import { METRICS_ALARM, RoomMetrics } from "../observability/aggregator.ts";
-import { dueStreams, OriginBridge, type BridgeHost, type RoomMeta } from "../origin/bridge.ts";
+import { dueStreams, OriginBridge, type RoomMeta } from "../origin/bridge.ts";
 import type { OriginEvent, PushResult } from "../origin/outbox.ts";
 import { newMessageId } from "../origin/sign.ts";
 import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
@@ -26,6 +26,7 @@ import { jsonError } from "../protocol/http.ts";
 import { authenticate } from "../auth/index.ts";
 import { releaseSession, renewSessions } from "../governance/sessions.ts";
 import { AlarmMux } from "./alarms.ts";
+import { settle } from "./answers.ts";
 import { HOUSEKEEPING_ALARM, runHousekeeping, scheduleFor } from "./housekeeping.ts";
 import { StateTable } from "./state.ts";
 import { deliverMessage, kick, presence, presenceSync, type OutboundMessage, type PresenceEntry, type Target } from "./deliver.ts";
@@ -45,7 +46,7 @@ const META_KEY = "meta";
 export const ORIGIN_SLOT = 0;
 const RETRY_AFTER_FULL_S = 5;
 
-export class RoomObject extends DurableObject<Env> implements BridgeHost {
+export class RoomObject extends DurableObject<Env> {
   readonly members: Members;
   readonly counters = new Counters();
   readonly alarms: AlarmMux;
@@ -71,7 +72,15 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
       const m = this.meta();
       return m ? [[m.tenant, this.members.size()]] : [];
     }, { alarms: this.alarms });
-    this.bridge = new OriginBridge(this, ctx.storage, env, (p) => ctx.waitUntil(p));
+    this.bridge = new OriginBridge({
+      storage: ctx.storage,
+      env,
+      meta: () => this.meta(),
+      counters: this.counters,
+      deadlines: this.alarms,
+      keepAlive: (p) => ctx.waitUntil(p),
+      onSettled: (s) => settle(this, s),
+    });
     this.coalescer = new Coalescer(this.counters);
     this.state = new StateTable(ctx.storage, (err) => this.failed("state.save_failed", undefined, err));
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
@@ -299,7 +308,7 @@ export class RoomObject extends DurableObject<Env> implements BridgeHost {
     }
   }
 
-  // --- RoomApi / BridgeHost ------------------------------------------------
+  // --- RoomApi ------------------------------------------------------------
 
   async renew(members: Attachment[]): Promise<void> {
     const meta = this.meta();
