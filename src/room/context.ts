@@ -1,13 +1,21 @@
-/** What deliver.ts and the origin bridge use of the room object (until the bridge reports outcomes instead). */
+/**
+ * The room object as its helper modules see it (deliver.ts, answers.ts,
+ * housekeeping.ts): they take the room and act on its members. One interface,
+ * so that those modules need not import room.ts (which imports them).
+ */
 import type { Counters } from "../observability/metrics.ts";
 import type { ErrorCode } from "../protocol/codes.ts";
 import type { Attachment, Members } from "./members.ts";
 
 export interface RoomApi {
+  readonly roomState: DurableObjectState;
   readonly members: Members;
   readonly counters: Counters;
+  readonly alarms: { schedule(name: string, at: number): void; scheduleBy(name: string, at: number): void; clear(name: string): void };
   /** `sys.error` to one socket. */
   sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void;
   /** Close a member with a contract close code, with presence and cleanup. */
   closeMember(ws: WebSocket, code: number, reason: string): void;
+  /** Renew the room's sessions in the tenant directory. */
+  renew(members: Attachment[]): Promise<void>;
 }

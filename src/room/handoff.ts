@@ -3,6 +3,8 @@
  * Origin, governance): the identity, in one header only the Worker can set
  * (room objects are not reachable from outside).
  */
+import type { Attachment } from "./members.ts";
+import type { Bucket } from "./ratelimit.ts";
 
 /** Header carrying the Worker-verified identity. Only the Worker can reach the object. */
 export const CONNECT_HEADER = "x-wsprism-connect";
@@ -17,4 +19,9 @@ export interface ConnectRequest {
   trace: string;
   /** The client offered the `wsprism.v1` subprotocol: answer with it. */
   protocol: boolean;
+}
+
+/** The attachment of a session the room accepted from a request. */
+export function attachmentFor(req: ConnectRequest, slot: number, rl: Bucket, now: number): Attachment {
+  return { v: 1, tenant: req.tenant, room: req.room, user: req.user, sid: req.sid, slot, trace: req.trace, since: now, exp: req.exp, rl };
 }

@@ -9,6 +9,7 @@
  *    (unless a `sys:refresh` moved `exp` first).
  *  - leases: every RENEW_MS the room renews its sessions in their directories.
  */
+import type { RoomApi } from "./context.ts";
 import { RENEW_MS } from "../governance/directory.ts";
 import { gateway } from "../policy/index.ts";
 import { CLOSE } from "../protocol/codes.ts";
@@ -16,15 +17,6 @@ import type { Attachment } from "./members.ts";
 
 export const HOUSEKEEPING_ALARM = "housekeeping";
 const RENEW_KEY = "housekeeping:renewed";
-
-export interface HousekeepingHost {
-  readonly roomState: DurableObjectState;
-  members: { all(): Map<WebSocket, Attachment> };
-  alarms: { schedule(name: string, at: number): void; scheduleBy(name: string, at: number): void; clear(name: string): void };
-  sendError(ws: WebSocket, att: Attachment, code: "AUTH_EXPIRED", msg: string): void;
-  closeMember(ws: WebSocket, code: number, reason: string): void;
-  renew(members: Attachment[]): Promise<void>;
-}
 
 /** Last sign of life of a socket: its last frame, or its last heartbeat. */
 export function lastActive(ctx: DurableObjectState, ws: WebSocket, att: Attachment): number {
@@ -40,11 +32,11 @@ function dueFor(ctx: DurableObjectState, ws: WebSocket, att: Attachment): number
 }
 
 /** Make sure the alarm covers a member (on join, on refresh). */
-export function scheduleFor(host: HousekeepingHost, ws: WebSocket, att: Attachment, now = Date.now()): void {
+export function scheduleFor(host: RoomApi, ws: WebSocket, att: Attachment, now = Date.now()): void {
   host.alarms.scheduleBy(HOUSEKEEPING_ALARM, Math.min(dueFor(host.roomState, ws, att), now + RENEW_MS));
 }
 
-export async function runHousekeeping(host: HousekeepingHost, now = Date.now()): Promise<void> {
+export async function runHousekeeping(host: RoomApi, now = Date.now()): Promise<void> {
   for (const [ws, att] of [...host.members.all()]) {
     if (att.exp !== null && att.exp * 1000 <= now) {
       host.sendError(ws, att, "AUTH_EXPIRED", "ticket expired; send sys:refresh before exp");

@@ -45,7 +45,11 @@ export class Members {
   }
 
   /** All live members (lazily rebuilt from the runtime after a wake). */
-  all(): Map<WebSocket, Attachment> {
+  all(): ReadonlyMap<WebSocket, Attachment> {
+    return this.indexed();
+  }
+
+  private indexed(): Map<WebSocket, Attachment> {
     if (this.index) return this.index;
     const index = new Map<WebSocket, Attachment>();
     for (const ws of this.ctx.getWebSockets()) {
@@ -65,7 +69,7 @@ export class Members {
 
   add(ws: WebSocket, att: Attachment): void {
     ws.serializeAttachment(att);
-    this.all().set(ws, att);
+    this.indexed().set(ws, att);
   }
 
   /** When each socket's attachment was last written (this instance only). */
@@ -101,7 +105,7 @@ export class Members {
    * object its attachment is read from the socket itself.
    */
   remove(ws: WebSocket): Attachment | undefined {
-    const index = this.all();
+    const index = this.indexed();
     const att = index.get(ws) ?? readAttachment(ws);
     if (!att) return undefined;
     index.delete(ws);
@@ -133,6 +137,26 @@ export class Members {
     return false;
   }
 
+  /**
+   * Where a new session goes: a live session with its sid is replaced (same user
+   * only, and keeps its slot); otherwise the room must have room for one more
+   * distinct user (`max_users`, 0 = unlimited) and a free slot.
+   */
+  place(
+    sid: string,
+    user: string,
+    maxUsers: number,
+  ): { ok: true; slot: number; replaces?: WebSocket } | { ok: false; code: "BAD_REQUEST" | "RESOURCE_EXHAUSTED" } {
+    const existing = this.bySid(sid);
+    if (existing) {
+      if (existing[1].user !== user) return { ok: false, code: "BAD_REQUEST" };
+      return { ok: true, slot: existing[1].slot, replaces: existing[0] };
+    }
+    if (maxUsers > 0 && !this.hasUser(user) && this.distinctUsers() >= maxUsers) return { ok: false, code: "RESOURCE_EXHAUSTED" };
+    const slot = this.freeSlot();
+    return slot < 0 ? { ok: false, code: "RESOURCE_EXHAUSTED" } : { ok: true, slot };
+  }
+
   bySid(sid: string): [WebSocket, Attachment] | undefined {
     for (const entry of this.all()) if (entry[1].sid === sid) return entry;
     return undefined;
@@ -156,6 +180,17 @@ export function safeSend(ws: WebSocket, data: string | ArrayBuffer | ArrayBuffer
   } catch {
     return false;
   }
+}
+
+/**
+ * The code to answer a client's close with: its own, or none when the
+ * connection is already gone (1005 no code, 1006 abnormal, 1015 TLS: sending a
+ * close then only raises "Network connection lost"), 1000 for codes outside
+ * the range a close frame may carry.
+ */
+export function closeAnswer(code: number): number | null {
+  if (code === 1005 || code === 1006 || code === 1015) return null;
+  return code >= 1000 && code < 5000 ? code : 1000;
 }
 
 export function safeClose(ws: WebSocket, code: number, reason: string): void {

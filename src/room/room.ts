@@ -16,14 +16,11 @@ import { configureLogs, log } from "../observability/log.ts";
 import { Counters } from "../observability/metrics.ts";
 import { METRICS_ALARM, RoomMetrics } from "../observability/aggregator.ts";
 import { dueStreams, OriginBridge, type RoomMeta } from "../origin/bridge.ts";
-import type { OriginEvent, PushResult } from "../origin/outbox.ts";
-import { newMessageId } from "../origin/sign.ts";
-import { getTenant, type CompiledService, type TenantPolicy } from "../policy/index.ts";
+import { getTenant, type TenantPolicy } from "../policy/index.ts";
 import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
 import { errorFrame, sysFrame } from "../protocol/envelope.ts";
 import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
 import { jsonError } from "../protocol/http.ts";
-import { authenticate } from "../auth/index.ts";
 import { releaseSession, renewSessions } from "../governance/sessions.ts";
 import { AlarmMux } from "./alarms.ts";
 import { settle } from "./answers.ts";
@@ -35,10 +32,10 @@ import { originVerdict } from "./ext.ts";
 import { stateVerdict } from "./hot.ts";
 import { checkRefresh, lifecycleEvents } from "./lifecycle.ts";
 import { inbound } from "./inbound.ts";
-import { Members, safeClose, safeSend, type Attachment } from "./members.ts";
+import { closeAnswer, Members, safeClose, safeSend, type Attachment } from "./members.ts";
 import { fullBucket, type Bucket } from "./ratelimit.ts";
-import type { Lane, Session, Verdict } from "./verdict.ts";
-import { CONNECT_HEADER, type ConnectRequest } from "./handoff.ts";
+import type { Session, Verdict } from "./verdict.ts";
+import { attachmentFor, CONNECT_HEADER, type ConnectRequest } from "./handoff.ts";
 
 const TENANT_BUCKET_KEY = "rl:tenant";
 const META_KEY = "meta";
@@ -150,45 +147,26 @@ export class RoomObject extends DurableObject<Env> {
     const t = getTenant(req.tenant);
     if (!t) return jsonError(400, "UNKNOWN_TENANT", "unknown tenant");
 
-    // A reconnect with the sid of a live session replaces it (same user only).
-    const existing = this.members.bySid(req.sid);
-    if (existing && existing[1].user !== req.user) {
+    const place = this.members.place(req.sid, req.user, t.limits.max_users_per_room);
+    if (!place.ok) {
+      if (place.code === "RESOURCE_EXHAUSTED") {
+        this.counters.inc("wsprism_handshake_rejections_total", { tenant: t.id, reason: "room_full" });
+        return jsonError(503, "RESOURCE_EXHAUSTED", "room is full", RETRY_AFTER_FULL_S);
+      }
       return jsonError(400, "BAD_REQUEST", "sid is in use by another session in this room");
     }
-    const max = t.limits.max_users_per_room;
-    if (!existing && max > 0 && !this.members.hasUser(req.user) && this.members.distinctUsers() >= max) {
-      this.counters.inc("wsprism_handshake_rejections_total", { tenant: t.id, reason: "room_full" });
-      return jsonError(503, "RESOURCE_EXHAUSTED", "room is full", RETRY_AFTER_FULL_S);
-    }
-    let slot: number;
-    if (existing) {
-      slot = existing[1].slot;
-      safeSend(existing[0], sysFrame("kicked", { reason: "session replaced" }));
+    const slot = place.slot;
+    if (place.replaces) {
+      safeSend(place.replaces, sysFrame("kicked", { reason: "session replaced" }));
       // The new connection keeps the sid's place in the directories: do not release it.
-      this.closeMember(existing[0], CLOSE.SESSION_REPLACED, "session replaced", false);
-    } else {
-      slot = this.members.freeSlot();
-      if (slot < 0) return jsonError(503, "RESOURCE_EXHAUSTED", "room is full", RETRY_AFTER_FULL_S);
+      this.closeMember(place.replaces, CLOSE.SESSION_REPLACED, "session replaced", false);
     }
 
-    const pair = new WebSocketPair();
-    const client = pair[0];
-    const server = pair[1];
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const now = Date.now();
-    const att: Attachment = {
-      v: 1,
-      tenant: t.id,
-      room: req.room,
-      user: req.user,
-      sid: req.sid,
-      slot,
-      trace: req.trace,
-      since: now,
-      exp: req.exp,
-      rl: fullBucket(t.policy.rate_limit_burst, now),
-    };
+    const att = attachmentFor(req, slot, fullBucket(t.policy.rate_limit_burst, now), now);
     this.rememberMeta(t.id, req.room);
-    this.ctx.acceptWebSocket(server, [`u:${req.user}`.slice(0, 256), `s:${req.sid}`]);
+    this.ctx.acceptWebSocket(server); // no tags: the room finds sockets by its own index (members.ts)
     this.members.add(server, att);
     void this.metrics.sessionsChanged();
 
@@ -238,7 +216,7 @@ export class RoomObject extends DurableObject<Env> {
   /** The one place a verdict becomes sends, counters and closes (src/room/verdict.ts). */
   private apply(s: Session, t: TenantPolicy, v: Verdict): void | Promise<void> {
     if (v.count) this.counters.inc(v.count.name, v.count.labels);
-    if (v.decision) this.decision(t, v.decision.lane, v.decision.decision, v.decision.reason);
+    if (v.decision) this.counters.inc("wsprism_policy_decisions_total", { tenant: t.id, ...v.decision });
     const e = v.effect;
     switch (e.kind) {
       case "none":
@@ -266,8 +244,9 @@ export class RoomObject extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string, _wasClean: boolean): Promise<void> {
     this.guard("ws.close_failed", () => this.leave(ws, code, reason, "client"));
-    // Complete the closing handshake (codes 1005/1006 cannot be sent back).
-    safeClose(ws, code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : CLOSE.NORMAL, "");
+    // Complete the closing handshake, unless the connection is already gone.
+    const answer = closeAnswer(code);
+    if (answer !== null) safeClose(ws, answer, "");
   }
 
   override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
@@ -356,10 +335,6 @@ export class RoomObject extends DurableObject<Env> {
     }
   }
 
-  decision(t: TenantPolicy, lane: Lane, decision: "allow" | "deny" | "drop", reason: string): void {
-    this.counters.inc("wsprism_policy_decisions_total", { tenant: t.id, lane, decision, reason });
-  }
-
   // --- internals -----------------------------------------------------------
 
   private rememberMeta(tenant: string, room: string): void {
@@ -397,17 +372,8 @@ export class RoomObject extends DurableObject<Env> {
     }
     if (t) step("ws.leave_lifecycle_failed", () => this.lifecycle("close", att, t));
     step("ws.leave_state_failed", () => this.state.left(ws, att.slot));
-    log("info", "ws.close", {
-      trace_id: att.trace,
-      tenant: att.tenant,
-      room: att.room,
-      sid: att.sid,
-      user: att.user,
-      code,
-      reason: reason.slice(0, 120),
-      by,
-      duration_ms: Date.now() - att.since,
-    });
+    const { trace: trace_id, tenant, room, sid, user } = att;
+    log("info", "ws.close", { trace_id, tenant, room, sid, user, code, reason: reason.slice(0, 120), by, duration_ms: Date.now() - att.since });
   }
 
   private broadcastSys(type: string, data: unknown, except: WebSocket | null): void {
