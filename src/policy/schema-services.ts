@@ -48,7 +48,7 @@ export const OriginServiceSchema = strict({
   }),
 });
 
-/** `{handler: broadcast}` or an origin. compile.ts picks the branch for error messages by the `handler` key. */
+/** `{handler: broadcast}` or an origin. issues.ts picks the branch for error messages by the `handler` key. */
 export const ServiceSchema = z.union([BroadcastServiceSchema, OriginServiceSchema]);
 
 export const serviceName = z

@@ -13,7 +13,7 @@
  * block, the tenant and the file, and re-exports the parts compile.ts and the tests use.
  *
  * Cross-field rules that need more than one key (allowlist entries that name a service,
- * unique tenant ids across files, one gateway block) live in compile.ts, which also
+ * unique tenant ids across files, one gateway block) live in checks.ts; output.ts
  * turns the parsed data into the CompiledPolicies shape of types.ts.
  *
  * This module is imported by the build script only (and by tests); the generated
