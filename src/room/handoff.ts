@@ -25,3 +25,9 @@ export interface ConnectRequest {
 export function attachmentFor(req: ConnectRequest, slot: number, rl: Bucket, now: number): Attachment {
   return { v: 1, tenant: req.tenant, room: req.room, user: req.user, sid: req.sid, slot, trace: req.trace, since: now, exp: req.exp, rl };
 }
+
+/** Tenant and room from the object's name, `<tenant>/<room>` (tenant ids contain no `/`); undefined for an unnamed id. */
+export function metaFromName(name: string | undefined): { tenant: string; room: string } | undefined {
+  const i = name ? name.indexOf("/") : -1;
+  return i > 0 ? { tenant: name!.slice(0, i), room: name!.slice(i + 1) } : undefined;
+}

@@ -35,7 +35,7 @@ import { inbound } from "./inbound.ts";
 import { closeAnswer, Members, safeClose, safeSend, type Attachment } from "./members.ts";
 import { fullBucket, type Bucket } from "./ratelimit.ts";
 import type { Session, Verdict } from "./verdict.ts";
-import { attachmentFor, CONNECT_HEADER, type ConnectRequest } from "./handoff.ts";
+import { attachmentFor, CONNECT_HEADER, metaFromName, type ConnectRequest } from "./handoff.ts";
 
 const TENANT_BUCKET_KEY = "rl:tenant";
 const META_KEY = "meta";
@@ -264,11 +264,8 @@ export class RoomObject extends DurableObject<Env> {
 
   private failed(event: string, att: Attachment | undefined, err: unknown): void {
     this.counters.inc("wsprism_internal_errors_total", att ? { tenant: att.tenant } : {});
-    log("error", event, {
-      trace_id: att?.trace ?? "-",
-      ...(att ? { tenant: att.tenant, room: att.room, sid: att.sid } : {}),
-      error: String(err),
-    });
+    const where = att ? { tenant: att.tenant, room: att.room, sid: att.sid } : {};
+    log("error", event, { trace_id: att?.trace ?? "-", ...where, error: String(err) });
   }
 
   override async alarm(): Promise<void> {
@@ -318,8 +315,9 @@ export class RoomObject extends DurableObject<Env> {
     return this.apply({ ws: s.ws, att: current }, t, checked.verdict);
   }
 
+  /** Tenant and room: from the object's name (`<tenant>/<room>`) where the runtime gives it, else from storage. */
   meta(): RoomMeta | undefined {
-    return (this.metaCache ??= this.ctx.storage.kv.get<RoomMeta>(META_KEY));
+    return (this.metaCache ??= metaFromName(this.ctx.id.name) ?? this.ctx.storage.kv.get<RoomMeta>(META_KEY));
   }
 
   sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void {
@@ -337,6 +335,7 @@ export class RoomObject extends DurableObject<Env> {
 
   // --- internals -----------------------------------------------------------
 
+  /** Only for objects whose id carries no name (storage is then the only way back after a wake). */
   private rememberMeta(tenant: string, room: string): void {
     if (this.meta()) return;
     this.metaCache = { tenant, room };
