@@ -1,17 +1,19 @@
 /**
  * The last step of compile.ts: validated policy files -> CompiledPolicies (types.ts),
  * the runtime shape: allowlists as sorted tables and 256-bit opcode bitmaps, origins
- * in their normal form, defaults filled in, everything in a stable order.
+ * in their normal form, defaults filled in (a service's `recovery` resolved against
+ * the tenant's), everything in a stable order.
  */
 import { normaliseOrigin } from "./checks.ts";
 import type { SourceFile } from "./load.ts";
-import type { ServiceConfig, TenantConfig } from "./schema.ts";
+import type { RecoveryConfig, ServiceConfig, TenantConfig } from "./schema.ts";
 import { DEFAULTS } from "./schema-common.ts";
 import type {
   CompiledAuth,
   CompiledGateway,
   CompiledHotService,
   CompiledPolicies,
+  CompiledRecovery,
   CompiledService,
   CompiledTenant,
   LifecycleEvent,
@@ -28,8 +30,20 @@ function hotBitmap(opcodes: "*" | Set<number>): number[] {
   return words;
 }
 
-function compileService(s: ServiceConfig): CompiledService {
-  if ("handler" in s) return { kind: "broadcast" };
+function compileRecovery(r: RecoveryConfig): CompiledRecovery {
+  return {
+    enabled: r.enabled,
+    window_s: r.window_s,
+    grace_s: r.grace_s ?? Math.min(DEFAULTS.recovery.grace_s, r.window_s),
+    max_messages: r.max_messages,
+    max_bytes: r.max_bytes,
+  };
+}
+
+/** `tenantRecovery`: the tenant's `recovery.enabled`, the default of a service's own `recovery`. */
+function compileService(s: ServiceConfig, tenantRecovery: boolean): CompiledService {
+  const recovery = s.recovery ?? tenantRecovery;
+  if ("handler" in s) return { kind: "broadcast", recovery };
   const order: LifecycleEvent[] = ["open", "close", "message"];
   return {
     kind: "origin",
@@ -40,6 +54,7 @@ function compileService(s: ServiceConfig): CompiledService {
     batch_ms: s.batch_ms,
     batch_max: s.batch_max,
     retry_for_s: s.retry_for_s,
+    recovery,
   };
 }
 
@@ -82,6 +97,7 @@ function compileTenant(t: TenantConfig, source: string): CompiledTenant {
   }
 
   const single = p.sessions.mode === "single";
+  const recovery = compileRecovery(t.recovery);
   return {
     id: t.id,
     source,
@@ -90,6 +106,7 @@ function compileTenant(t: TenantConfig, source: string): CompiledTenant {
     presence: t.presence,
     api: t.api ? { key_env: t.api.key_env } : null,
     limits: { ...t.limits },
+    recovery,
     policy: {
       rate_limit_rps: p.rate_limit_rps,
       rate_limit_burst: p.rate_limit_burst,
@@ -112,7 +129,7 @@ function compileTenant(t: TenantConfig, source: string): CompiledTenant {
       .map(([svcId, ops]): [number, number[]] => [svcId, hotBitmap(ops)]),
     services: Object.keys(t.services)
       .sort(cmp)
-      .map((name): [string, CompiledService] => [name, compileService(t.services[name]!)]),
+      .map((name): [string, CompiledService] => [name, compileService(t.services[name]!, recovery.enabled)]),
     hot_services: Object.keys(t.hot_services)
       .map(Number)
       .sort((a, b) => a - b)

@@ -50,6 +50,14 @@ export const DEFAULTS = {
     retry_for_s: 300,
   },
   hot_state: { tick_hz: 20 },
+  recovery: {
+    enabled: false,
+    window_s: 120,
+    /** Capped at window_s when omitted (an explicit grace_s above window_s is an error). */
+    grace_s: 10,
+    max_messages: 1000,
+    max_bytes: 4_194_304,
+  },
 } as const;
 
 /** Ext services the gateway implements itself; they may not be defined in `services`. */

@@ -19,8 +19,17 @@ import {
   strict,
 } from "./schema-common.ts";
 
+/** `recovery: true | false` of a service (SPEC section 10); omitted: the tenant's `recovery.enabled`. */
+function serviceRecovery() {
+  return bool().optional().meta({
+    description:
+      "Log this service's frames for resume (SPEC section 10), or not, whatever the tenant's recovery.enabled says. Default: the tenant's recovery.enabled.",
+  });
+}
+
 export const BroadcastServiceSchema = strict({
   handler: z.literal("broadcast", { error: expect("broadcast (the only built-in handler)") }),
+  recovery: serviceRecovery(),
 });
 
 const lifecycleEvent = oneOf(["open", "close", "message"]);
@@ -46,6 +55,7 @@ export const OriginServiceSchema = strict({
   retry_for_s: int(1, 604_800).default(DEFAULTS.service.retry_for_s).meta({
     description: "Retry failed deliveries (5xx, 408, 429, timeouts) for this long. Default 300.",
   }),
+  recovery: serviceRecovery(),
 });
 
 /** `{handler: broadcast}` or an origin. issues.ts picks the branch for error messages by the `handler` key. */

@@ -8,8 +8,9 @@
  * operators: "expected an integer between 64 and 1048576, got 10".
  *
  * The schema is split by concern: schema-common.ts (defaults, patterns, messages,
- * building blocks), schema-auth.ts, schema-limits.ts (limits and policy) and
- * schema-services.ts (services and hot_services); this module holds the gateway
+ * building blocks), schema-auth.ts, schema-limits.ts (limits and policy),
+ * schema-recovery.ts (recovery) and schema-services.ts (services and hot_services,
+ * with a service's own recovery key); this module holds the gateway
  * block, the tenant and the file, and re-exports the parts compile.ts and the tests use.
  *
  * Cross-field rules that need more than one key (allowlist entries that name a service,
@@ -24,6 +25,7 @@ import { TENANT_RE } from "../protocol/codes.ts";
 import { AuthSchema } from "./schema-auth.ts";
 import { bool, DEFAULTS, envName, expect, int, ORIGIN_RE, positive, show, strict } from "./schema-common.ts";
 import { LimitsSchema, PolicySchema, SessionsSchema } from "./schema-limits.ts";
+import { RecoverySchema } from "./schema-recovery.ts";
 import { HotServiceSchema, hotServiceId, serviceName, ServiceSchema } from "./schema-services.ts";
 
 export {
@@ -39,6 +41,7 @@ export {
 } from "./schema-common.ts";
 export { AuthSchema } from "./schema-auth.ts";
 export { LimitsSchema, PolicySchema, SessionsSchema } from "./schema-limits.ts";
+export { RecoverySchema } from "./schema-recovery.ts";
 export { BroadcastServiceSchema, HotServiceSchema, OriginServiceSchema, ServiceSchema } from "./schema-services.ts";
 
 /* ------------------------------------------------------------------ gateway */
@@ -106,6 +109,10 @@ export const TenantSchema = strict({
     key_env: envName().meta({ description: "Name of the env var holding the bearer key of the HTTP API." }),
   }).optional().meta({ description: "Origin-facing HTTP API. Omitted: the API answers 401 for this tenant." }),
   limits: LimitsSchema.prefault({}).meta({ description: "Caps on frames, sessions and rooms." }),
+  recovery: RecoverySchema.prefault({}).meta({
+    description:
+      "Resume and missed-message recovery (SPEC section 10): the log of ext frames, the window a session can come back in and the grace before its leave. Off by default.",
+  }),
   policy: PolicySchema.prefault({}).meta({ description: "Rate limits, sessions and allowlists." }),
   services: z
     .record(serviceName, ServiceSchema, { error: expect("a mapping of service name to service") })
@@ -144,5 +151,6 @@ export type AuthConfig = z.output<typeof AuthSchema>;
 export type LimitsConfig = z.output<typeof LimitsSchema>;
 export type PolicyConfig = z.output<typeof PolicySchema>;
 export type SessionsConfig = z.output<typeof SessionsSchema>;
+export type RecoveryConfig = z.output<typeof RecoverySchema>;
 export type ServiceConfig = z.output<typeof ServiceSchema>;
 export type HotServiceConfig = z.output<typeof HotServiceSchema>;

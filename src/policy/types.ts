@@ -39,8 +39,14 @@ export type CompiledService =
       batch_ms: number;
       batch_max: number;
       retry_for_s: number;
+      /** Log this service's frames for resume: the service's `recovery`, else the tenant's `recovery.enabled`. */
+      recovery: boolean;
     }
-  | { kind: "broadcast" };
+  | {
+      kind: "broadcast";
+      /** As for an origin service: resolved from the service, else the tenant. */
+      recovery: boolean;
+    };
 
 export type CompiledHotService =
   | { mode: "relay"; coalesce: boolean }
@@ -55,6 +61,20 @@ export interface CompiledLimits {
   max_rooms_per_user: number; // 0 = unlimited
   /** Hot `state` mode: bytes of kept states per room (frames + per-key bookkeeping). */
   max_state_bytes: number;
+}
+
+/** Resume and missed-message recovery (SPEC section 10), every default filled in. */
+export interface CompiledRecovery {
+  /** The tenant's default for its services; each compiled service carries its own resolved `recovery`. */
+  enabled: boolean;
+  /** Seconds a session can come back (its slot reserved, its missed frames replayable). */
+  window_s: number;
+  /** Seconds presence `leave` and origin `close` wait after an abnormal disconnect; 0..window_s. */
+  grace_s: number;
+  /** The most frames one resume replays; more: `recovered: false`, `too_many`. */
+  max_messages: number;
+  /** Bytes of the log kept per room. */
+  max_bytes: number;
 }
 
 export interface CompiledSessions {
@@ -83,6 +103,7 @@ export interface CompiledTenant {
   presence: boolean;
   api: { key_env: string } | null;
   limits: CompiledLimits;
+  recovery: CompiledRecovery;
   policy: CompiledPolicy;
   /** Ext allowlist: svc -> "*" (any type) or the allowed types. */
   ext_allow: Array<[svc: string, types: "*" | string[]]>;

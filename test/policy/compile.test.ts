@@ -61,6 +61,12 @@ tenants:
       max_users_per_room: 200
       max_rooms_per_user: 0
       max_state_bytes: 524288
+    recovery:
+      enabled: true
+      window_s: 120
+      grace_s: 10
+      max_messages: 1000
+      max_bytes: 4194304
     policy:
       rate_limit_rps: 2000
       rate_limit_burst: 4000
@@ -82,6 +88,7 @@ tenants:
         batch_ms: 10
         batch_max: 50
         retry_for_s: 300
+        recovery: true
       match:
         handler: broadcast
     hot_services:
@@ -116,6 +123,7 @@ describe("compilePolicies: valid input", () => {
         max_rooms_per_user: 0,
         max_state_bytes: 524288,
       },
+      recovery: { enabled: true, window_s: 120, grace_s: 10, max_messages: 1000, max_bytes: 4194304 },
       policy: {
         rate_limit_rps: 2000,
         rate_limit_burst: 4000,
@@ -148,9 +156,10 @@ describe("compilePolicies: valid input", () => {
             batch_ms: 10,
             batch_max: 50,
             retry_for_s: 300,
+            recovery: true,
           },
         ],
-        ["match", { kind: "broadcast" }],
+        ["match", { kind: "broadcast", recovery: true }], // the tenant's recovery.enabled
       ],
       hot_services: [
         [1, { mode: "relay", coalesce: false }],
@@ -186,6 +195,7 @@ describe("compilePolicies: valid input", () => {
         max_rooms_per_user: 0,
         max_state_bytes: 1048576,
       },
+      recovery: { enabled: false, window_s: 120, grace_s: 10, max_messages: 1000, max_bytes: 4194304 },
       policy: {
         rate_limit_rps: 200,
         rate_limit_burst: 400,
@@ -236,6 +246,7 @@ tenants:
           batch_ms: 0,
           batch_max: 50,
           retry_for_s: 300,
+          recovery: false,
         },
       ],
     ]);
@@ -302,7 +313,7 @@ tenants:
       ["room", "*"],
     ]);
     expect(t.hot_allow.map(([id]) => id)).toEqual([1, 2]);
-    expect(t.services).toEqual([["chat", { kind: "broadcast" }]]);
+    expect(t.services).toEqual([["chat", { kind: "broadcast", recovery: false }]]);
     expect(p.gateway.handshake_limit.per_ip_burst).toBe(40);
   });
 
@@ -536,7 +547,7 @@ tenants:
       'policies/t.yaml:6:21: tenants[0].services.a.handler: expected broadcast (the only built-in handler), got "relay"',
       "policies/t.yaml:7:10: tenants[0].services.b.secret_env: required (expected an env var name like ACME_API_KEY (A-Z, 0-9 and _, not starting with a digit))",
       "policies/t.yaml:8:10: tenants[0].services.c: expected a service: {handler: broadcast} or an origin {url, secret_env, ...}, got \"broadcast\"",
-      'policies/t.yaml:9:32: tenants[0].services.d.url: unknown key "url" (expected one of: handler)',
+      'policies/t.yaml:9:32: tenants[0].services.d.url: unknown key "url" (expected one of: handler, recovery)',
     ]);
   });
 
@@ -620,6 +631,133 @@ tenants:
   it("rejects non-core YAML tags", () => {
     expect(errorsOf("version: !!binary aGVsbG8=\n")).toHaveLength(1);
     expect(errorsOf("version: !!binary aGVsbG8=\n")[0]).toMatch(/^policies\/t\.yaml:1:\d+: version: unsupported YAML tag !!binary$/);
+  });
+});
+
+describe("recovery (SPEC sections 9 and 10)", () => {
+  const DEFAULT_RECOVERY = { enabled: false, window_s: 120, grace_s: 10, max_messages: 1000, max_bytes: 4194304 };
+  const SERVICES = `    services:
+      chat: { url: "https://o.example/chat", secret_env: CHAT_SECRET }
+      match: { handler: broadcast }
+`;
+
+  it("fills every default: block omitted, empty, or partial; services follow the tenant", () => {
+    for (const block of ["", "    recovery: {}\n", "    recovery:\n      enabled: false\n"]) {
+      const t = tenant(compileOk(`${HEAD}${block}${SERVICES}`), "acme");
+      expect(t.recovery).toEqual(DEFAULT_RECOVERY);
+      expect(t.services.map(([name, s]) => [name, s.kind, s.recovery])).toEqual([
+        ["chat", "origin", false],
+        ["match", "broadcast", false],
+      ]);
+    }
+    const t = tenant(compileOk(`${HEAD}    recovery: { enabled: true, max_bytes: 1024 }\n${SERVICES}`), "acme");
+    expect(t.recovery).toEqual({ ...DEFAULT_RECOVERY, enabled: true, max_bytes: 1024 });
+    expect(t.services.map(([, s]) => s.recovery)).toEqual([true, true]);
+  });
+
+  it("keeps every value given, at both ends of each range", () => {
+    const low = tenant(
+      compileOk(`${HEAD}    recovery:\n      enabled: true\n      window_s: 1\n      grace_s: 0\n      max_messages: 1\n      max_bytes: 1024\n`),
+      "acme",
+    );
+    expect(low.recovery).toEqual({ enabled: true, window_s: 1, grace_s: 0, max_messages: 1, max_bytes: 1024 });
+    const high = tenant(
+      compileOk(`${HEAD}    recovery: { window_s: 86400, grace_s: 86400, max_messages: 100000, max_bytes: 67108864 }\n`),
+      "acme",
+    );
+    expect(high.recovery).toEqual({ enabled: false, window_s: 86400, grace_s: 86400, max_messages: 100000, max_bytes: 67108864 });
+  });
+
+  it("an omitted grace_s is capped at a window_s shorter than its default", () => {
+    expect(tenant(compileOk(`${HEAD}    recovery: { window_s: 5 }\n`), "acme").recovery.grace_s).toBe(5);
+    expect(tenant(compileOk(`${HEAD}    recovery: { window_s: 10 }\n`), "acme").recovery.grace_s).toBe(10);
+    expect(tenant(compileOk(`${HEAD}    recovery: { window_s: 11 }\n`), "acme").recovery.grace_s).toBe(10);
+  });
+
+  it("a service's own recovery overrides the tenant's, both ways, for origins and broadcast", () => {
+    const services = `    services:
+      a: { url: "https://o.example/a", secret_env: A, recovery: true }
+      b: { url: "https://o.example/b", secret_env: B, recovery: false }
+      c: { url: "https://o.example/c", secret_env: C }
+      d: { handler: broadcast, recovery: true }
+      e: { handler: broadcast, recovery: false }
+      f: { handler: broadcast }
+`;
+    const on = tenant(compileOk(`${HEAD}    recovery: { enabled: true }\n${services}`), "acme");
+    expect(on.services.map(([name, s]) => [name, s.recovery])).toEqual([
+      ["a", true],
+      ["b", false],
+      ["c", true],
+      ["d", true],
+      ["e", false],
+      ["f", true],
+    ]);
+    const off = tenant(compileOk(`${HEAD}${services}`), "acme");
+    expect(off.recovery.enabled).toBe(false);
+    expect(off.services.map(([name, s]) => [name, s.recovery])).toEqual([
+      ["a", true],
+      ["b", false],
+      ["c", false],
+      ["d", true],
+      ["e", false],
+      ["f", false],
+    ]);
+    expect(off.services[3]).toEqual(["d", { kind: "broadcast", recovery: true }]);
+  });
+
+  it("grace_s longer than window_s (given or default) is an error at grace_s", () => {
+    expect(errorsOf(`${HEAD}    recovery:\n      window_s: 30\n      grace_s: 31\n`)).toEqual([
+      "policies/t.yaml:7:16: tenants[0].recovery.grace_s: expected an integer between 0 and window_s (30), got 31: the leave and close cannot wait longer than the session is kept",
+    ]);
+    expect(errorsOf(`${HEAD}    recovery: { grace_s: 121 }\n`)).toEqual([
+      "policies/t.yaml:5:26: tenants[0].recovery.grace_s: expected an integer between 0 and window_s (120), got 121: the leave and close cannot wait longer than the session is kept",
+    ]);
+  });
+
+  it("wrong types and out-of-range values", () => {
+    expect(
+      errorsOf(
+        `${HEAD}    recovery:\n      enabled: "yes"\n      window_s: 1.5\n      grace_s: -1\n      max_messages: 0\n      max_bytes: 67108865\n`,
+      ),
+    ).toEqual([
+      'policies/t.yaml:6:16: tenants[0].recovery.enabled: expected true or false, got "yes"',
+      "policies/t.yaml:7:17: tenants[0].recovery.window_s: expected an integer between 1 and 86400, got 1.5",
+      "policies/t.yaml:8:16: tenants[0].recovery.grace_s: expected an integer between 0 and 86400 (at most window_s), got -1",
+      "policies/t.yaml:9:21: tenants[0].recovery.max_messages: expected an integer between 1 and 100000, got 0",
+      "policies/t.yaml:10:18: tenants[0].recovery.max_bytes: expected an integer between 1024 and 67108864, got 67108865",
+    ]);
+    expect(errorsOf(`${HEAD}    recovery: { window_s: 86401, max_messages: 100001, max_bytes: 1023 }\n`)).toEqual([
+      "policies/t.yaml:5:27: tenants[0].recovery.window_s: expected an integer between 1 and 86400, got 86401",
+      "policies/t.yaml:5:48: tenants[0].recovery.max_messages: expected an integer between 1 and 100000, got 100001",
+      "policies/t.yaml:5:67: tenants[0].recovery.max_bytes: expected an integer between 1024 and 67108864, got 1023",
+    ]);
+    // The tenant key is a block; only a service's recovery is a boolean.
+    expect(
+      errorsOf(`${HEAD}    recovery: true\n    services:\n      a: { handler: broadcast, recovery: "on" }\n      b: { url: "https://o.example/b", secret_env: B, recovery: 1 }\n`),
+    ).toEqual([
+      "policies/t.yaml:5:15: tenants[0].recovery: expected a mapping, got true",
+      'policies/t.yaml:7:42: tenants[0].services.a.recovery: expected true or false, got "on"',
+      "policies/t.yaml:8:65: tenants[0].services.b.recovery: expected true or false, got 1",
+    ]);
+  });
+
+  it("unknown keys inside the block, and recovery on a hot service", () => {
+    expect(errorsOf(`${HEAD}    recovery:\n      max_message: 60\n      replay: true\n    hot_services:\n      1: { mode: relay, recovery: true }\n`)).toEqual([
+      'policies/t.yaml:6:7: tenants[0].recovery.max_message: unknown key "max_message", did you mean "max_messages"?',
+      'policies/t.yaml:7:7: tenants[0].recovery.replay: unknown key "replay" (expected one of: enabled, window_s, grace_s, max_messages, max_bytes)',
+      'policies/t.yaml:9:25: tenants[0].hot_services.1.recovery: unknown key "recovery" (expected one of: mode, coalesce)',
+    ]);
+  });
+
+  it("is in the JSON Schema with its descriptions and defaults", () => {
+    type Props = Record<string, { default?: unknown; description?: string; type?: string; properties?: Props }>;
+    const s = policyJsonSchema() as { properties: { tenants: { items: { properties: Props } } } };
+    const r = s.properties.tenants.items.properties.recovery!;
+    expect(r.type).toBe("object");
+    expect(Object.fromEntries(Object.entries(r.properties!).map(([k, v]) => [k, v.default]))).toEqual(DEFAULT_RECOVERY);
+    for (const v of Object.values(r.properties!)) expect(v.description).toMatch(/Default /);
+    const json = JSON.stringify(s);
+    expect(json.match(/"recovery":\{"description":"Log this service's frames for resume[^"]*","type":"boolean"\}/g)).toHaveLength(2);
   });
 });
 
