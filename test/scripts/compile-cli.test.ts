@@ -121,7 +121,7 @@ describe("scripts/compile-policies.ts", () => {
     const lines = r.stderr.trimEnd().split("\n");
     expect(lines).toEqual([
       `${bad}:6:24: tenants[0].limits.max_frame_bytes: expected an integer between 64 and 1048576, got 10`,
-      `${bad}:7:5: tenants[0].colour: unknown key "colour" (expected one of: id, auth, allowed_origins, presence, api, limits, policy, services, hot_services)`,
+      `${bad}:7:5: tenants[0].colour: unknown key "colour" (expected one of: id, auth, allowed_origins, presence, api, limits, recovery, policy, services, hot_services)`,
     ]);
     for (const line of lines) expect(line).toMatch(LOCATED);
     expect(existsSync(out)).toBe(false);
