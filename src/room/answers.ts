@@ -5,8 +5,10 @@
  * reject, broadcast, send, kick), `sys.ack` to the senders that asked, and
  * `sys.error` to the senders of a batch that was rejected or given up.
  *
- * Answers go to the connection that sent the event only (SPEC section 6),
- * never to whoever holds the sid now.
+ * Answers go to the connection that sent the event only, or to the same
+ * session resumed (SPEC sections 6 and 10), never to whoever holds the sid now.
+ * With recovery on for the event's service, each answer is logged for that
+ * session first (room.record), so a session that is away gets it on resume.
  */
 import { log } from "../observability/log.ts";
 import { parseActions, type OriginAction } from "../origin/actions.ts";
@@ -25,34 +27,39 @@ export function settle(room: RoomApi, s: Settled): void {
   else notifySenders(room, s.rows, s.code, s.msg);
 }
 
-/** sys.error to the connected senders of the message events of a batch. */
+/** sys.error to the senders of the message events of a batch. */
 function notifySenders(room: RoomApi, rows: OutboxRow[], code: "ORIGIN_REJECTED" | "ORIGIN_UNAVAILABLE", msg: string): void {
-  for (const r of rows) {
-    if (r.kind !== "message") continue;
-    const seq = r.seq ?? undefined;
-    for (const ws of senderOf(room, r)) {
-      const att = room.members.get(ws);
-      if (att) room.sendError(ws, att, code, msg, seq);
-    }
+  for (const r of rows) if (r.kind === "message") toSender(room, r, errorFrame(code, msg, r.seq ?? undefined, cidOf(r)));
+}
+
+/** Log (when the service keeps a log) and send a frame to the session that sent `r`. */
+function toSender(room: RoomApi, r: OutboxRow, frame: string): void {
+  const sockets = senderOf(room, r);
+  const sent = room.record(frame, { sid: r.sid }, r.svc);
+  for (const ws of sockets) safeSend(ws, sent);
+}
+
+/** The sending session's id: the row's `cid` (read from the event itself for rows written before that column). */
+function cidOf(r: OutboxRow): string | undefined {
+  if (r.cid !== null) return r.cid;
+  try {
+    const id = (JSON.parse(r.event) as { trace_id?: unknown }).trace_id;
+    return typeof id === "string" ? id : undefined;
+  } catch {
+    return undefined;
   }
 }
 
 /**
- * The socket that sent an event, if it is still connected. The connection is
- * the event's trace id (minted per upgrade), kept in the row's `cid` (read from
- * the event itself for rows written before that column).
+ * The socket of the session that sent an event, if it is connected: the same
+ * sid and session id (`cid`: the trace id of the session's first connection,
+ * kept by resumed connections).
  */
 function senderOf(room: RoomApi, r: OutboxRow): WebSocket[] {
-  let cid: unknown = r.cid;
-  if (cid === null) {
-    try {
-      cid = (JSON.parse(r.event) as { trace_id?: unknown }).trace_id;
-    } catch {
-      return [];
-    }
-  }
+  const cid = cidOf(r);
+  if (cid === undefined) return [];
   const out: WebSocket[] = [];
-  for (const [ws, att] of room.members.all()) if (att.sid === r.sid && att.trace === cid) out.push(ws);
+  for (const [ws, att] of room.members.all()) if (att.sid === r.sid && (att.cid ?? att.trace) === cid) out.push(ws);
   return out;
 }
 
@@ -67,7 +74,7 @@ function applyAnswer(room: RoomApi, s: Answered): void {
   const rejected = new Set<string>();
   for (const a of actions) {
     try {
-      apply(room, meta.room, a, byId, rejected);
+      apply(room, meta.room, svc, a, byId, rejected);
     } catch (err) {
       log("error", "origin.action_failed", { trace_id: batchId, tenant: meta.tenant, action: a.action, error: String(err) });
     }
@@ -75,22 +82,20 @@ function applyAnswer(room: RoomApi, s: Answered): void {
   // An event the origin rejected gets its error instead of an ack.
   for (const r of rows) {
     if (r.ack !== 1 || rejected.has(r.event_id) || r.seq === null) continue;
-    const frame = sysFrame("ack", { seq: r.seq });
-    for (const ws of senderOf(room, r)) safeSend(ws, frame);
+    toSender(room, r, sysFrame("ack", { seq: r.seq }));
   }
 }
 
-function apply(room: RoomApi, roomName: string, a: OriginAction, byId: Map<string, OutboxRow>, rejected: Set<string>): void {
+function apply(room: RoomApi, roomName: string, svc: string, a: OriginAction, byId: Map<string, OutboxRow>, rejected: Set<string>): void {
   switch (a.action) {
     case "reply": {
       const ev = byId.get(a.to);
       if (!ev) return; // an unknown event: ignored
-      const frame = relayFrame(a.svc, a.type, roomName, a.data, ORIGIN_SENDER);
-      for (const ws of senderOf(room, ev)) safeSend(ws, frame);
+      toSender(room, ev, relayFrame(a.svc, a.type, roomName, a.data, ORIGIN_SENDER));
       return;
     }
     case "broadcast":
-      deliverMessage(room, roomName, { svc: a.svc, type: a.type, data: a.data, exclude: a.exclude });
+      deliverMessage(room, roomName, { svc: a.svc, type: a.type, data: a.data, exclude: a.exclude }, svc);
       return;
     case "send":
       deliverMessage(room, roomName, {
@@ -98,16 +103,13 @@ function apply(room: RoomApi, roomName: string, a: OriginAction, byId: Map<strin
         type: a.type,
         data: a.data,
         to: "sid" in a ? { sid: a.sid } : { user: a.user },
-      });
+      }, svc);
       return;
     case "reject": {
       const ev = byId.get(a.to);
       if (!ev) return;
       rejected.add(ev.event_id);
-      for (const ws of senderOf(room, ev)) {
-        const att = room.members.get(ws);
-        if (att) safeSend(ws, errorFrame(a.code, a.msg, ev.seq ?? undefined, att.trace));
-      }
+      toSender(room, ev, errorFrame(a.code, a.msg, ev.seq ?? undefined, cidOf(ev)));
       return;
     }
     case "kick":

@@ -5,6 +5,7 @@
  */
 import type { Counters } from "../observability/metrics.ts";
 import type { ErrorCode } from "../protocol/codes.ts";
+import type { Address } from "./history.ts";
 import type { Attachment, Members } from "./members.ts";
 
 export interface RoomApi {
@@ -16,6 +17,11 @@ export interface RoomApi {
   sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void;
   /** Close a member with a contract close code, with presence and cleanup. */
   closeMember(ws: WebSocket, code: number, reason: string): void;
+  /**
+   * Log an ext frame for recovery when `svc` keeps a log (SPEC section 10) and
+   * return the text to send (with its `off`); otherwise the frame as it is.
+   */
+  record(frame: string, to: Address, svc: string): string;
   /** Renew the room's sessions in the tenant directory. */
   renew(members: Attachment[]): Promise<void>;
 }

@@ -2,10 +2,11 @@
  * Delivery of gateway- or origin-produced messages to a room's members:
  * shared by the origin's webhook actions (answers.ts) and the origin-facing HTTP API.
  */
-import { CLOSE } from "../protocol/codes.ts";
+import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
 import { relayFrame, sysFrame, type Sender } from "../protocol/envelope.ts";
+import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
 import type { RoomApi } from "./context.ts";
-import { safeSend, type Attachment } from "./members.ts";
+import { safeSend, type Attachment, type Members } from "./members.ts";
 
 /** `from` on messages an origin sent (webhook actions, HTTP API). No client sid can be "@origin". */
 export const ORIGIN_SENDER: Sender = { user: "@origin", sid: "@origin" };
@@ -26,9 +27,13 @@ export interface OutboundMessage {
   exclude?: readonly string[];
 }
 
-/** Send an ext envelope from the origin; returns how many sockets it reached. */
-export function deliverMessage(room: RoomApi, roomName: string, msg: OutboundMessage): number {
-  const frame = relayFrame(msg.svc, msg.type, roomName, msg.data, ORIGIN_SENDER);
+/**
+ * Send an ext envelope from the origin; returns how many sockets it reached.
+ * Logged for recovery (room.record) as the service `logAs` (default: its own svc) says.
+ */
+export function deliverMessage(room: RoomApi, roomName: string, msg: OutboundMessage, logAs = msg.svc): number {
+  const to = msg.to ? msg.to : { room: true as const, except: msg.exclude ?? [] };
+  const frame = room.record(relayFrame(msg.svc, msg.type, roomName, msg.data, ORIGIN_SENDER), to, logAs);
   const exclude = msg.exclude && msg.exclude.length > 0 ? new Set(msg.exclude) : null;
   let n = 0;
   for (const [ws, att] of room.members.all()) {
@@ -73,4 +78,17 @@ export function presenceSync(room: RoomApi, newcomer: WebSocket): { event: "sync
   members.sort((x, y) => x.slot - y.slot);
   if (members.length <= MAX_SYNC_MEMBERS) return { event: "sync", members };
   return { event: "sync", members: members.slice(0, MAX_SYNC_MEMBERS), truncated: true };
+}
+
+/** Sender slot of hot frames an origin posts through the HTTP API. */
+export const ORIGIN_SLOT = 0;
+
+/** Relay an origin's hot frame to every member, with sender slot 0. */
+export function relayFromOrigin(members: Members, frame: ArrayBuffer): { ok: true; delivered: number } | { ok: false; code: ErrorCode; msg: string } {
+  const decoded = decodeHot(frame);
+  if ("error" in decoded) return { ok: false, code: decoded.error, msg: decoded.msg };
+  const out = encodeOutbound(decoded, ORIGIN_SLOT);
+  let delivered = 0;
+  for (const [ws] of members.all()) if (safeSend(ws, out)) delivered++;
+  return { ok: true, delivered };
 }

@@ -35,6 +35,10 @@ export function extVerdict(s: Session, t: TenantPolicy, text: string): Verdict {
   if (!extAllowed(t, env.svc, env.type)) {
     return refuse(s, "ext", "allowlist", "NOT_ALLOWED", `${env.svc}:${env.type} is not allowed`, env.seq);
   }
+  // A message the room already accepted from this session (resent after a resume): never forwarded twice.
+  if (parsed.ack && att.ls !== undefined && env.seq! <= att.ls) {
+    return { decision: { lane: "ext", decision: "drop", reason: "duplicate" }, effect: { kind: "none" } };
+  }
   return { ...routed(s, t, env, parsed.ack), count: { name: "wsprism_ext_messages_total", labels: { tenant: t.id } } };
 }
 
@@ -52,6 +56,8 @@ function routed(s: Session, t: TenantPolicy, env: ClientEnvelope, ack: boolean):
         frame: relayFrame(env.svc, env.type, s.att.room, env.data, s.att, env.seq),
         coalesce: false,
         then: ack ? [sysFrame("ack", { seq: env.seq })] : [],
+        log: env.svc,
+        ...(ack ? { accepted: env.seq! } : {}),
       },
     };
   }

@@ -19,11 +19,19 @@ export interface ConnectRequest {
   trace: string;
   /** The client offered the `wsprism.v1` subprotocol: answer with it. */
   protocol: boolean;
+  /** `resume=<epoch>.<off>` from the URL (SPEC section 10), null without one. */
+  resume?: { epoch: string; off: number } | null;
 }
 
 /** The attachment of a session the room accepted from a request. */
 export function attachmentFor(req: ConnectRequest, slot: number, rl: Bucket, now: number): Attachment {
   return { v: 1, tenant: req.tenant, room: req.room, user: req.user, sid: req.sid, slot, trace: req.trace, since: now, exp: req.exp, rl };
+}
+
+/** `<epoch>.<off>`: an epoch as the room mints it (or any short token) and an offset; null if malformed. */
+export function parseResume(raw: string | null): { epoch: string; off: number } | null {
+  const m = raw === null ? null : /^([A-Za-z0-9_-]{1,64})\.(\d{1,15})$/.exec(raw);
+  return m ? { epoch: m[1]!, off: Number(m[2]) } : null;
 }
 
 /** Tenant and room from the object's name, `<tenant>/<room>` (tenant ids contain no `/`); undefined for an unnamed id. */

@@ -27,6 +27,10 @@ export interface Attachment {
   rl: Bucket;
   /** Set once the gateway has closed the socket, so a rebuild skips it. */
   gone?: true;
+  /** With recovery: the session id (the trace of the session's first connection; answers find the session by it). */
+  cid?: string;
+  /** With recovery: the highest ACK_REQUESTED seq the room accepted from this session. */
+  ls?: number;
 }
 
 export const MAX_SLOT = 0xffff;

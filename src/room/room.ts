@@ -1,14 +1,8 @@
 /**
- * One Durable Object per (tenant, room): `idFromName("<tenant>/<room>")`.
- *
- * Sockets are accepted through the hibernatable WebSocket API, so an idle room
- * costs nothing and its sockets survive the object's eviction. Everything a
- * session needs is in its attachment (see members.ts); the in-memory index is
- * rebuilt from `ctx.getWebSockets()` after every wake. `ping` is answered
- * `pong` by the runtime without waking the object.
- *
- * No handler lets an exception escape: failures become contract answers
- * (`sys.error`, close codes) and are counted.
+ * One Durable Object per (tenant, room): `idFromName("<tenant>/<room>")`. Sockets
+ * are held through the hibernatable WebSocket API (an idle room costs nothing;
+ * `ping` is answered by the runtime). Frames go through the inbound pipeline
+ * (inbound.ts) and `apply`; no handler lets an exception escape.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
@@ -19,19 +13,20 @@ import { dueStreams, OriginBridge, type RoomMeta } from "../origin/bridge.ts";
 import { getTenant, type TenantPolicy } from "../policy/index.ts";
 import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
 import { errorFrame, sysFrame } from "../protocol/envelope.ts";
-import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
 import { jsonError } from "../protocol/http.ts";
 import { releaseSession, renewSessions } from "../governance/sessions.ts";
 import { AlarmMux } from "./alarms.ts";
 import { settle } from "./answers.ts";
 import { HOUSEKEEPING_ALARM, runHousekeeping, scheduleFor } from "./housekeeping.ts";
 import { StateTable } from "./state.ts";
-import { deliverMessage, kick, presence, presenceSync, type OutboundMessage, type PresenceEntry, type Target } from "./deliver.ts";
+import { deliverMessage, kick, presence, presenceSync, relayFromOrigin, type OutboundMessage, type PresenceEntry, type Target } from "./deliver.ts";
 import { Coalescer } from "./coalesce.ts";
 import { originVerdict } from "./ext.ts";
 import { stateVerdict } from "./hot.ts";
 import { checkRefresh, lifecycleEvents } from "./lifecycle.ts";
 import { inbound } from "./inbound.ts";
+import type { Address } from "./history.ts";
+import { Recovery } from "./recovery.ts";
 import { closeAnswer, Members, safeClose, safeSend, type Attachment } from "./members.ts";
 import { fullBucket, type Bucket } from "./ratelimit.ts";
 import type { Session, Verdict } from "./verdict.ts";
@@ -39,8 +34,6 @@ import { attachmentFor, CONNECT_HEADER, metaFromName, type ConnectRequest } from
 
 const TENANT_BUCKET_KEY = "rl:tenant";
 const META_KEY = "meta";
-/** Sender slot of hot frames an origin posts through the HTTP API. */
-export const ORIGIN_SLOT = 0;
 const RETRY_AFTER_FULL_S = 5;
 
 export class RoomObject extends DurableObject<Env> {
@@ -50,6 +43,7 @@ export class RoomObject extends DurableObject<Env> {
   readonly metrics: RoomMetrics;
   readonly bridge: OriginBridge;
   readonly state: StateTable;
+  readonly recovery: Recovery;
   /** Batches coalesced relays while the room is busy (hot `relay` with `coalesce: true`). */
   readonly coalescer: Coalescer;
   private metaCache: RoomMeta | undefined;
@@ -79,14 +73,13 @@ export class RoomObject extends DurableObject<Env> {
       onSettled: (s) => settle(this, s),
     });
     this.coalescer = new Coalescer(this.counters);
+    this.recovery = new Recovery(ctx.storage, this.counters);
     this.state = new StateTable(ctx.storage, (err) => this.failed("state.save_failed", undefined, err));
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
 
   /** The object's state, for helpers that take the room as their host. */
-  get roomState(): DurableObjectState {
-    return this.ctx;
-  }
+  get roomState(): DurableObjectState { return this.ctx; } // prettier-ignore
 
   /** Health probe for /readyz. */
   async ping(): Promise<string> {
@@ -101,12 +94,7 @@ export class RoomObject extends DurableObject<Env> {
 
   /** Relay a hot frame to every member, with sender slot 0 (the origin). */
   async apiFrame(frame: ArrayBuffer): Promise<{ ok: true; delivered: number } | { ok: false; code: ErrorCode; msg: string }> {
-    const decoded = decodeHot(frame);
-    if ("error" in decoded) return { ok: false, code: decoded.error, msg: decoded.msg };
-    const out = encodeOutbound(decoded, ORIGIN_SLOT);
-    let delivered = 0;
-    for (const [ws] of this.members.all()) if (safeSend(ws, out)) delivered++;
-    return { ok: true, delivered };
+    return relayFromOrigin(this.members, frame);
   }
 
   async apiPresence(): Promise<{ members: PresenceEntry[] }> {
@@ -117,11 +105,7 @@ export class RoomObject extends DurableObject<Env> {
     return { kicked: kick(this, target, reason) };
   }
 
-  /**
-   * `kick_oldest`: another session of the user took this one's place (close 4004).
-   * The directory already dropped its row. Only the named user's socket is closed:
-   * a stale call must never close a socket another user now holds under that sid.
-   */
+  /** `kick_oldest` (close 4004): only the named user's socket, never one another user now holds under that sid. */
   async replaceSession(sid: string, user: string): Promise<boolean> {
     const found = this.members.bySid(sid);
     if (!found || found[1].user !== user) return false;
@@ -164,16 +148,16 @@ export class RoomObject extends DurableObject<Env> {
 
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const now = Date.now();
+    // The session (continued or new) and what it missed: replayed right after authed, in this same turn.
+    const joined = this.recovery.join(t, req, slot, place.replaces !== undefined, now);
     const att = attachmentFor(req, slot, fullBucket(t.policy.rate_limit_burst, now), now);
+    if (t.recovery.enabled) Object.assign(att, { cid: joined.cid, ls: joined.lastSeq });
     this.rememberMeta(t.id, req.room);
     this.ctx.acceptWebSocket(server); // no tags: the room finds sockets by its own index (members.ts)
     this.members.add(server, att);
     void this.metrics.sessionsChanged();
-
-    safeSend(
-      server,
-      sysFrame("authed", { tenant: t.id, user: req.user, sid: req.sid, room: req.room, slot }, req.trace),
-    );
+    const authed = { tenant: t.id, user: req.user, sid: req.sid, room: req.room, slot, ...joined.fields };
+    for (const f of [sysFrame("authed", authed, req.trace), ...joined.frames]) safeSend(server, f);
     if (t.presence) {
       // The newcomer learns who is already there, then the others learn of it.
       safeSend(server, sysFrame("presence", presenceSync(this, server)));
@@ -224,19 +208,26 @@ export class RoomObject extends DurableObject<Env> {
       case "reply":
         for (const f of e.frames) safeSend(s.ws, f);
         return;
-      case "relay":
-        if (e.coalesce && e.frame instanceof Uint8Array) this.coalescer.relay(e.frame, s.ws, this.members.all(), t.id);
-        else for (const [other] of this.members.all()) if (other !== s.ws) safeSend(other, e.frame);
-        for (const f of e.then) safeSend(s.ws, f);
+      case "relay": {
+        const log = e.log !== undefined && typeof e.frame === "string" ? e.log : undefined;
+        const frame = log ? this.record(e.frame as string, { room: true, except: [s.att.sid] }, log) : e.frame;
+        if (e.coalesce && frame instanceof Uint8Array) this.coalescer.relay(frame, s.ws, this.members.all(), t.id);
+        else for (const [other] of this.members.all()) if (other !== s.ws) safeSend(other, frame);
+        for (const f of e.then) safeSend(s.ws, log && typeof f === "string" ? this.record(f, { sid: s.att.sid }, log) : f);
+        if (e.accepted !== undefined) this.accepted(s, e.accepted);
         return;
+      }
       case "close":
         for (const f of e.frames) safeSend(s.ws, f);
         this.closeMember(s.ws, e.code, e.reason);
         return;
       case "state":
         return this.apply(s, t, stateVerdict(s, t, this.state.update(e.frame, s.att.slot, t, () => this.members.all()), e.seq));
-      case "origin":
-        return this.apply(s, t, originVerdict(s, this.bridge.enqueue(e.svc, e.service, e.event, e.ack), e.event.seq));
+      case "origin": {
+        const pushed = this.bridge.enqueue(e.svc, e.service, e.event, e.ack);
+        if (pushed === "ok" && e.ack) this.accepted(s, e.event.seq!);
+        return this.apply(s, t, originVerdict(s, pushed, e.event.seq));
+      }
       case "refresh":
         return this.refresh(s, t, e.ticket, e.seq, e.ack);
     }
@@ -284,8 +275,6 @@ export class RoomObject extends DurableObject<Env> {
     }
   }
 
-  // --- RoomApi ------------------------------------------------------------
-
   async renew(members: Attachment[]): Promise<void> {
     const meta = this.meta();
     if (meta) {
@@ -324,6 +313,19 @@ export class RoomObject extends DurableObject<Env> {
     safeSend(ws, errorFrame(code, msg, seq, att.trace));
   }
 
+  /** With recovery: an ACK_REQUESTED seq was accepted from this session (last_seq, kept with the event's write). */
+  private accepted(s: Session, seq: number): void {
+    if (s.att.ls === undefined || seq <= s.att.ls) return;
+    s.att.ls = seq;
+    this.recovery.accepted(s.att.sid, seq);
+    this.members.save(s.ws, s.att);
+  }
+
+  record(frame: string, to: Address, svc: string): string {
+    const t = getTenant(this.meta()?.tenant ?? "");
+    return t ? this.recovery.record(t, frame, to, svc, Date.now()) : frame;
+  }
+
   /** Never throws, and the socket is closed whatever its cleanup does. */
   closeMember(ws: WebSocket, code: number, reason: string, release = true): void {
     try {
@@ -332,8 +334,6 @@ export class RoomObject extends DurableObject<Env> {
       safeClose(ws, code, reason);
     }
   }
-
-  // --- internals -----------------------------------------------------------
 
   /** Only for objects whose id carries no name (storage is then the only way back after a wake). */
   private rememberMeta(tenant: string, room: string): void {
@@ -362,6 +362,7 @@ export class RoomObject extends DurableObject<Env> {
     if (!att) return;
     const step = (event: string, fn: () => void) => this.guard(event, fn, att);
     const t = getTenant(att.tenant);
+    if (t && !this.members.bySid(att.sid)) step("ws.leave_recovery_failed", () => this.recovery.left(t, att.sid, Date.now()));
     step("ws.leave_metrics_failed", () => this.ctx.waitUntil(this.metrics.sessionsChanged()));
     if (release) step("ws.leave_release_failed", () => this.ctx.waitUntil(releaseSession(this.env, att)));
     if (t?.presence) {

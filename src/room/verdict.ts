@@ -34,8 +34,12 @@ export type Effect =
   | { kind: "none" }
   /** Frames for the sender only (errors, acks, `joined`, echoes). */
   | { kind: "reply"; frames: Frame[] }
-  /** A frame for every other member (coalesced when the service asks), then frames for the sender. */
-  | { kind: "relay"; frame: Frame; coalesce: boolean; then: Frame[] }
+  /**
+   * A frame for every other member (coalesced when the service asks), then frames
+   * for the sender. `log`: the ext service whose recovery setting decides whether
+   * they are logged; `accepted`: the ACK_REQUESTED seq this accepts (last_seq).
+   */
+  | { kind: "relay"; frame: Frame; coalesce: boolean; then: Frame[]; log?: string; accepted?: number }
   /** Frames for the sender, then close its socket with a contract code. */
   | { kind: "close"; frames: Frame[]; code: number; reason: string }
   /** A hot `state` frame: the room's state table takes it or says why not (hot.ts `stateVerdict`). */

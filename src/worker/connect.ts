@@ -20,7 +20,7 @@ import { log, newTraceId } from "../observability/log.ts";
 import { getTenant, originAllowed } from "../policy/index.ts";
 import { ROOM_RE, SID_RE, TENANT_RE } from "../protocol/codes.ts";
 import { jsonError } from "../protocol/http.ts";
-import { CONNECT_HEADER, type ConnectRequest } from "../room/handoff.ts";
+import { CONNECT_HEADER, parseResume, type ConnectRequest } from "../room/handoff.ts";
 import { checkHandshake } from "./handshake.ts";
 import { deliverRefusal } from "./refusal.ts";
 import { SUBPROTOCOL, TICKET_PROTOCOL_PREFIX } from "./subprotocol.ts";
@@ -60,6 +60,10 @@ async function checkAndRoute(c: Ctx, req: Request, protocols: string[], offered:
     return jsonError(400, "BAD_REQUEST", "malformed sid");
   }
   if (queryTicket === undefined) return jsonError(400, "BAD_REQUEST", "ticket given twice");
+  const resumeParam = one("resume");
+  const resume = resumeParam ? parseResume(resumeParam) : null;
+  if (resumeParam === undefined || (resumeParam && !resume)) return jsonError(400, "BAD_REQUEST", "resume must be <epoch>.<off>");
+  if (resume && sidParam === null) return jsonError(400, "BAD_REQUEST", "resume needs the session's sid");
 
   const protoTickets = protocols.filter((p) => p.startsWith(TICKET_PROTOCOL_PREFIX));
   if (protoTickets.length > 1) return jsonError(400, "BAD_REQUEST", "more than one ticket subprotocol");
@@ -94,7 +98,7 @@ async function checkAndRoute(c: Ctx, req: Request, protocols: string[], offered:
     return reject(admitted.response, admitted.reason);
   }
 
-  const connectReq: ConnectRequest = { tenant: tenant.id, room, user, sid, exp: auth.identity.exp, trace, protocol: offered };
+  const connectReq: ConnectRequest = { tenant: tenant.id, room, user, sid, exp: auth.identity.exp, trace, protocol: offered, resume };
   const stub = c.env.ROOMS.get(c.env.ROOMS.idFromName(`${tenant.id}/${room}`));
   let res: Response;
   try {

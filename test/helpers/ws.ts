@@ -11,6 +11,8 @@ export interface Envelope {
   seq?: number;
   room?: string;
   trace_id?: string;
+  /** The room's log offset (SPEC section 10). */
+  off?: number;
 }
 
 export type Incoming = { kind: "text"; text: string; json: Envelope } | { kind: "binary"; bytes: Uint8Array };
@@ -43,6 +45,8 @@ export class TestClient {
   closeEvent: { code: number; reason: string } | null = null;
   /** `svc:type` of every text frame received, in order. */
   readonly received: string[] = [];
+  /** Every text frame received, as sent (byte for byte), in order. */
+  readonly texts: string[] = [];
   /** Presence syncs received (SPEC section 4: right after authed). */
   readonly syncs: Envelope[] = [];
   authed!: Envelope;
@@ -67,6 +71,7 @@ export class TestClient {
             json = { v: 0, svc: "?", type: d };
           }
           this.received.push(`${json.svc}:${json.type}`);
+          this.texts.push(d);
           // The presence sync right after authed is kept apart, so tests that wait for
           // presence joins and leaves see only those.
           if (json.svc === "sys" && json.type === "presence" && json.data?.event === "sync") this.syncs.push(json);

@@ -1,0 +1,94 @@
+/**
+ * Resume with missed-message recovery (SPEC section 10), for the room object:
+ * the log (history.ts), the sessions that may come back (roster.ts), and what a
+ * connection's `authed` says about them.
+ *
+ * - Which frames are logged: ext frames of a service with `recovery` on (its
+ *   own setting, else the tenant's `recovery.enabled`), with their address.
+ * - A connection with the sid of a session the roster still knows (same user,
+ *   connected or left within `window_s`) continues that session: it keeps its
+ *   session id (`cid`, so origin answers find it) and its `last_seq`.
+ * - `resume=<epoch>.<off>` replays, in the same synchronous turn as the socket
+ *   is registered (so no live frame can come between), every logged frame
+ *   addressed to the session after that offset, or nothing and a reason.
+ */
+import type { Counters } from "../observability/metrics.ts";
+import type { TenantPolicy } from "../policy/index.ts";
+import type { ConnectRequest } from "./handoff.ts";
+import { History, type Address } from "./history.ts";
+import { Roster } from "./roster.ts";
+
+export interface Joined {
+  /** The session id answers are routed by. */
+  cid: string;
+  /** The highest ACK_REQUESTED seq accepted from the session. */
+  lastSeq: number;
+  /** Fields `authed` adds. */
+  fields: Record<string, unknown>;
+  /** Replayed frames, to send right after `authed`. */
+  frames: string[];
+}
+
+export class Recovery {
+  readonly history: History;
+  readonly roster: Roster;
+  private readonly counters: Counters;
+
+  constructor(storage: DurableObjectStorage, counters: Counters) {
+    this.history = new History(storage);
+    this.roster = new Roster(storage);
+    this.counters = counters;
+  }
+
+  /** Whether `svc`'s frames are logged (a service's own setting, else the tenant's). */
+  static on(t: TenantPolicy, svc: string): boolean {
+    const service = t.serviceMap.get(svc);
+    return service && "recovery" in service ? service.recovery : t.recovery.enabled;
+  }
+
+  /** Log `frame` for `to` when `svc` keeps a log; the text to send (with `off`), else the frame unchanged. */
+  record(t: TenantPolicy, frame: string, to: Address, svc: string, now: number): string {
+    if (!Recovery.on(t, svc)) return frame;
+    this.counters.inc("wsprism_log_rows_written_total", { tenant: t.id });
+    return this.history.record(frame, to, t.recovery, now);
+  }
+
+  /** A connection joined: its session (continued or new), what `authed` adds, and the frames to replay. */
+  join(t: TenantPolicy, req: ConnectRequest, slot: number, replaced: boolean, now: number): Joined {
+    const rec = t.recovery;
+    if (!rec.enabled) {
+      const fields = req.resume ? { resumed: false, recovered: false, reason: "disabled" } : {};
+      if (req.resume) this.counters.inc("wsprism_recovery_total", { tenant: t.id, result: "disabled" });
+      return { cid: req.trace, lastSeq: 0, fields, frames: [] };
+    }
+    const windowStart = now - rec.window_s * 1000;
+    this.roster.prune(windowStart);
+    const known = this.roster.get(req.sid);
+    const same = known !== undefined && known.user === req.user;
+    const cid = same ? known.cid : req.trace;
+    const lastSeq = same ? known.last_seq : 0;
+    this.roster.join({ sid: req.sid, user: req.user, cid, slot, last_seq: lastSeq });
+    const { epoch, off } = this.history.position();
+    const fields: Record<string, unknown> = { epoch, off, last_seq: lastSeq };
+    if (!req.resume) return { cid, lastSeq, fields, frames: [] };
+    fields.resumed = same && replaced; // the session kept its slot and presence
+    const r = same ? this.history.replay(req.resume, { sid: req.sid, user: req.user }, rec.max_messages) : { refused: "too_old" as const };
+    if ("refused" in r) {
+      this.counters.inc("wsprism_recovery_total", { tenant: t.id, result: r.refused });
+      return { cid, lastSeq, fields: { ...fields, recovered: false, reason: r.refused }, frames: [] };
+    }
+    this.counters.inc("wsprism_recovery_total", { tenant: t.id, result: "recovered" });
+    this.counters.inc("wsprism_recovery_frames_total", { tenant: t.id }, r.frames.length);
+    return { cid, lastSeq, fields: { ...fields, recovered: true, count: r.frames.length }, frames: r.frames };
+  }
+
+  /** An ACK_REQUESTED message was accepted from this session. */
+  accepted(sid: string, seq: number): void {
+    this.roster.accepted(sid, seq);
+  }
+
+  /** The session's socket went away. */
+  left(t: TenantPolicy, sid: string, now: number): void {
+    if (t.recovery.enabled) this.roster.left(sid, now, false);
+  }
+}
