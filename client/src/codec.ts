@@ -133,6 +133,8 @@ export interface Envelope<T = unknown> {
   /** Sender of relayed and origin-sent messages (`@origin` for the latter). */
   from?: { user: string; sid: string };
   trace_id?: string;
+  /** Offset in the room's log of a logged frame (SPEC section 10). */
+  off?: number;
 }
 
 /** Parse a text frame into an envelope; null when it is not one. Never throws. */

@@ -37,6 +37,7 @@ import type {
   Member,
   MessageHandler,
   NetworkLike,
+  Position,
   PresenceEvent,
   Status,
   TicketResult,
@@ -106,12 +107,16 @@ interface Outgoing {
   ack: boolean;
   resolve?: () => void;
   reject?: (err: WsPrismError) => void;
+  /** Not resent after a reconnect (the ticket refresh: the new connection has a fresh ticket). */
+  once?: boolean;
 }
 
 interface Pending {
   resolve: () => void;
   reject: (err: WsPrismError) => void;
   timer: ReturnType<typeof setTimeout>;
+  /** The frame, to resend after a resume; absent for `once` messages. */
+  text?: string;
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -155,17 +160,19 @@ export class WsPrismClient {
   private stopped: boolean;
   /** Failed attempts since the last `authed`: the backoff exponent, and what maxRetries bounds. */
   private attempts = 0;
-  private everAuthed = false;
   private _sid: string | undefined;
   private _session: AuthedInfo | null = null;
   private _lastClose: CloseInfo | null = null;
   private _lastError: ErrorInfo | null = null;
-  /** Ticket of the current connection (or of the last accepted refresh), and its exp (unix s) if known. */
-  private ticket: string | null = null;
+  /** Expiry (unix s), if known, of the current connection's ticket (or of the last accepted refresh). */
   private ticketExp: number | null = null;
   private seq = 0;
   private readonly queue: Outgoing[] = [];
   private readonly pending = new Map<number, Pending>();
+  /** Room log position (SPEC section 10): from `authed`, then from every frame with `off`. */
+  private pos: Position | null = null;
+  /** Replayed frames still to come after a recovered resume. */
+  private replay = 0;
 
   private reconnectTimer: Timer | null = null;
   private connectTimer: Timer | null = null;
@@ -236,6 +243,14 @@ export class WsPrismClient {
     return this._rtt;
   }
 
+  /**
+   * The room log position reached (`{epoch, off}`, SPEC section 10): sent as
+   * `resume=<epoch>.<off>` on every reconnect. Null until an `authed` carries one.
+   */
+  get position(): Position | null {
+    return this.pos;
+  }
+
   /** Ext messages waiting for a connection. */
   get queued(): number {
     return this.queue.length;
@@ -285,7 +300,7 @@ export class WsPrismClient {
     this.stopped = false;
     this.attempts = 0;
     this.watchNetwork(true);
-    this.setStatus(this.everAuthed ? "reconnecting" : "connecting");
+    this.setStatus(this._session ? "reconnecting" : "connecting");
     void this.open();
   }
 
@@ -399,6 +414,8 @@ export class WsPrismClient {
     u.searchParams.set("tenant", this.opts.tenant);
     u.searchParams.set("room", this.opts.room);
     if (this._sid !== undefined) u.searchParams.set("sid", this._sid);
+    const pos = this.pos;
+    if (pos) u.searchParams.set("resume", `${pos.epoch}.${pos.off}`);
     const proto = `ticket.${ticket}`;
     // A subprotocol must be an HTTP token (browsers throw otherwise): a ticket with
     // other characters (e.g. the `dev:<user>` tickets) goes in the query instead.
@@ -417,7 +434,7 @@ export class WsPrismClient {
     this.clearTimer("reconnectTimer");
     const gen = ++this.gen;
     if (this.net && !this.net.onLine) {
-      this.log?.("offline: waiting for the online event");
+      this.log?.("offline: waiting");
       return;
     }
     this.log?.("attempt", this.attempts + 1);
@@ -448,7 +465,6 @@ export class WsPrismClient {
       this.failedAttempt("CONNECT_FAILED", errMsg(err));
       return;
     }
-    this.ticket = ticket.t;
     this.ticketExp = ticket.exp;
     this.attach(ws);
   }
@@ -552,7 +568,8 @@ export class WsPrismClient {
   private handleClose(ws: WebSocketLike, code: number, reason: string, again?: boolean): void {
     if (this.ws !== ws) return;
     this.detach();
-    this.rejectPending(this.stopped ? "CLOSED" : "DISCONNECTED", "the connection closed before the ack");
+    // With a position the next connection resumes: acked messages wait for it (resent then).
+    this.rejectPending(this.stopped ? "CLOSED" : "DISCONNECTED", "the connection closed before the ack", this.pos !== null);
     const willReconnect =
       again ?? (!this.stopped && this.attempts < this.opts.maxRetries && this.opts.shouldReconnect({ code, reason }));
     const info: CloseInfo = { code, reason, willReconnect };
@@ -702,6 +719,13 @@ export class WsPrismClient {
   }
 
   private onEnvelope(env: Envelope): void {
+    const off = env.off;
+    const pos = this.pos;
+    const logged = typeof off === "number" && pos !== null;
+    if (logged) {
+      if (off <= pos.off) return; // had it already (a replay overlapping live frames)
+      this.pos = { ...pos, off };
+    }
     if (env.svc === "sys") {
       const data = (env.data ?? {}) as Record<string, unknown>;
       switch (env.type) {
@@ -730,27 +754,43 @@ export class WsPrismClient {
       const set = this.messageHandlers.get(key);
       if (set) for (const fn of [...set]) safeCall(fn, env.data, env);
     }
+    if (logged && this.replay && !--this.replay) this.recovered();
   }
 
   private onAuthed(data: Record<string, unknown>): void {
-    const { tenant, user, sid, room, slot } = data;
+    const { user, sid, slot, epoch, off, recovered, count, last_seq } = data;
     if (typeof user !== "string" || typeof sid !== "string" || typeof slot !== "number") return;
-    const info: AuthedInfo = { tenant: String(tenant), user, sid, room: String(room), slot };
+    const info = data as unknown as AuthedInfo; // the gateway's fields as they came, resume ones included
+    // A position was known, so this connection asked to resume (buildUrl; nothing moves it in between).
+    const resumed = this.pos !== null;
+    const ok = resumed && recovered === true;
+    this.replay = +(ok && (count as number)) || 0;
+    // Recovered: keep our position, the replay moves it. Otherwise start from the room's head.
+    if (!ok) this.pos = typeof epoch === "string" && typeof off === "number" ? { epoch, off } : null;
     this._session = info;
     this._sid ??= sid; // reused on reconnects: the new connection replaces the old session
     this.attempts = 0;
-    this.everAuthed = true;
     this.clearTimer("connectTimer");
     this.members.clear();
     this.members.set(slot, { user, sid });
     // "open" before the flush (so the flush writes to the socket), announced after
     // it (so a listener's sends come after the queued ones).
     this._status = "open";
+    // Acked messages of the dropped connection first (same seq), but not those the room accepted already.
+    // (A missing last_seq compares false: all are resent.)
+    for (const [seq, p] of this.pending) if (!(seq <= (last_seq as number))) this.write(seq, p.text!);
     this.flushQueue();
     this.scheduleRefresh();
     this.log?.("status", "open");
     this.events.emit("status", "open");
     this.events.emit("authed", info);
+    if (ok) {
+      if (!this.replay) this.recovered();
+    } else if (resumed) this.events.emit("resync", { reason: (data.reason as string) ?? "unknown" });
+  }
+
+  private recovered(): void {
+    this.events.emit("recovered", { count: this._session!.count ?? 0 });
   }
 
   private onPresence(data: Record<string, unknown>): void {
@@ -786,12 +826,16 @@ export class WsPrismClient {
       const timer = setTimeout(() => {
         this.settle(out.seq, new WsPrismError("ACK_TIMEOUT", `no ack within ${this.opts.ackTimeoutMs} ms`, out.seq));
       }, this.opts.ackTimeoutMs);
-      this.pending.set(out.seq, { resolve: out.resolve!, reject: out.reject!, timer });
+      this.pending.set(out.seq, { resolve: out.resolve!, reject: out.reject!, timer, text: out.once ? undefined : out.text });
     }
+    this.write(out.seq, out.text);
+  }
+
+  private write(seq: number, text: string): void {
     try {
-      this.ws!.send(out.text);
+      this.ws!.send(text);
     } catch (err) {
-      this.settle(out.seq, new WsPrismError("DISCONNECTED", `send failed: ${errMsg(err)}`, out.seq));
+      this.settle(seq, new WsPrismError("DISCONNECTED", `send failed: ${errMsg(err)}`, seq));
     }
   }
 
@@ -810,8 +854,9 @@ export class WsPrismClient {
     else p.resolve();
   }
 
-  private rejectPending(code: string, msg: string): void {
-    for (const seq of [...this.pending.keys()]) this.settle(seq, new WsPrismError(code, msg, seq));
+  /** Reject the pending acks; with `keep`, all but those to resend after a resume. */
+  private rejectPending(code: string, msg: string, keep?: boolean): void {
+    for (const [seq, p] of [...this.pending]) if (!(keep && p.text)) this.settle(seq, new WsPrismError(code, msg, seq));
   }
 
   private rejectQueue(code: string, msg: string): void {
@@ -842,10 +887,9 @@ export class WsPrismClient {
     if (this.ws !== ws || !this.isOpen()) throw gone();
     const seq = ++this.seq;
     const text = JSON.stringify({ v: 1, svc: "sys", type: "refresh", flags: EXT_FLAG_ACK, seq, data: { ticket: ticket.t } });
-    await new Promise<void>((resolve, reject) => this.transmit({ seq, text, ack: true, resolve, reject }));
+    await new Promise<void>((resolve, reject) => this.transmit({ seq, text, ack: true, resolve, reject, once: true }));
     this.log?.("ticket refreshed");
     if (this.ws !== ws) return;
-    this.ticket = ticket.t;
     this.ticketExp = ticket.exp;
     this.scheduleRefresh();
   }

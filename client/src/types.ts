@@ -31,7 +31,27 @@ export interface AuthedInfo {
   sid: string;
   room: string;
   slot: number;
+  /** The room's log position at connect (SPEC section 10); absent on gateways without it. */
+  epoch?: string;
+  off?: number;
+  /** On a resume: the session kept its slot and presence. */
+  resumed?: boolean;
+  /** On a resume: true when the `count` missed frames follow, false (with `reason`) when the app must resync. */
+  recovered?: boolean;
+  count?: number;
+  reason?: ResyncReason;
+  /** The highest ACK_REQUESTED `seq` the room accepted from this session. */
+  last_seq?: number;
 }
+
+/** A position in the room's log: `off` within `epoch` (SPEC section 10). */
+export interface Position {
+  readonly epoch: string;
+  readonly off: number;
+}
+
+/** Why a resume recovered nothing (SPEC section 10); `unknown` when the gateway gave no reason. */
+export type ResyncReason = "too_old" | "epoch" | "too_many" | "disabled" | "unknown" | (string & {});
 
 export interface PresenceEvent {
   event: "join" | "leave";
@@ -66,6 +86,10 @@ export interface ClientEvents {
   kicked: { reason: string };
   close: CloseInfo;
   status: Status;
+  /** A resume got everything missed: emitted after the `count` replayed frames were delivered (at once when 0). */
+  recovered: { count: number };
+  /** A resume recovered nothing: refetch your state from your origin. Emitted right after `authed`. */
+  resync: { reason: ResyncReason };
 }
 
 export type MessageHandler<T = any> = (data: T, envelope: Envelope<T>) => void;

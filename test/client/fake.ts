@@ -51,8 +51,13 @@ export class FakeSocket implements WebSocketLike {
   sys(type: string, data: unknown): void {
     this.recv(JSON.stringify({ v: 1, svc: "sys", type, data }));
   }
-  authed(slot = 1, user = "alice", sid = "sid-a"): void {
-    this.sys("authed", { tenant: "acme", user, sid, room: "r1", slot });
+  /** `extra`: more authed fields, e.g. the resume ones (epoch, off, resumed, recovered, count, reason, last_seq). */
+  authed(slot = 1, user = "alice", sid = "sid-a", extra: Record<string, unknown> = {}): void {
+    this.sys("authed", { tenant: "acme", user, sid, room: "r1", slot, ...extra });
+  }
+  /** A logged ext frame (SPEC section 10): an envelope with its log offset `off`. */
+  logged(off: number, svc: string, type: string, data: unknown): void {
+    this.recv(JSON.stringify({ v: 1, svc, type, data, off }));
   }
   /** A failed connection as Node 22's global WebSocket reports it: `error`, and never `close`. */
   fail(): void {
