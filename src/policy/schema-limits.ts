@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { SVC_RE } from "../protocol/codes.ts";
-import { bool, DEFAULTS, expect, EXT_ENTRY_RE, HOT_ENTRY_RE, int, oneOf, positive, show, strict } from "./schema-common.ts";
+import { DEFAULTS, expect, EXT_ENTRY_RE, HOT_ENTRY_RE, int, oneOf, positive, show, strict } from "./schema-common.ts";
 
 export const LimitsSchema = strict({
   max_frame_bytes: int(64, 1_048_576).default(DEFAULTS.limits.max_frame_bytes).meta({

@@ -17,7 +17,7 @@ type OriginService = Extract<CompiledService, { kind: "origin" }>;
 /** One event per origin service of the tenant that subscribes to `kind`. */
 export function lifecycleEvents(
   kind: "open" | "close",
-  att: Attachment,
+  att: Pick<Attachment, "user" | "sid" | "trace">,
   t: TenantPolicy,
 ): Array<{ svc: string; service: OriginService; event: OriginEvent }> {
   const out: Array<{ svc: string; service: OriginService; event: OriginEvent }> = [];

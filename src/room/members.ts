@@ -123,8 +123,8 @@ export class Members {
   }
 
   /** Lowest free slot >= 1, or -1 when all 65535 are taken. */
-  freeSlot(): number {
-    const used = new Set<number>();
+  freeSlot(reserved: ReadonlySet<number> = new Set()): number {
+    const used = new Set<number>(reserved);
     for (const att of this.all().values()) used.add(att.slot);
     for (let s = 1; s <= MAX_SLOT; s++) if (!used.has(s)) return s;
     return -1;
@@ -150,6 +150,7 @@ export class Members {
     sid: string,
     user: string,
     maxUsers: number,
+    reserved: { mine?: number; others: ReadonlySet<number> } = { others: new Set() },
   ): { ok: true; slot: number; replaces?: WebSocket } | { ok: false; code: "BAD_REQUEST" | "RESOURCE_EXHAUSTED" } {
     const existing = this.bySid(sid);
     if (existing) {
@@ -157,7 +158,9 @@ export class Members {
       return { ok: true, slot: existing[1].slot, replaces: existing[0] };
     }
     if (maxUsers > 0 && !this.hasUser(user) && this.distinctUsers() >= maxUsers) return { ok: false, code: "RESOURCE_EXHAUSTED" };
-    const slot = this.freeSlot();
+    // A session coming back gets its reserved slot (SPEC section 10); nobody else takes a reserved one.
+    if (reserved.mine !== undefined && ![...this.all().values()].some((a) => a.slot === reserved.mine)) return { ok: true, slot: reserved.mine };
+    const slot = this.freeSlot(reserved.others);
     return slot < 0 ? { ok: false, code: "RESOURCE_EXHAUSTED" } : { ok: true, slot };
   }
 

@@ -1,3 +1,6 @@
+import type { TenantPolicy } from "../policy/index.ts";
+import type { Attachment, Members } from "./members.ts";
+
 /**
  * Token bucket as plain data, so it can live in a WebSocket attachment (and so
  * survive hibernation) or in storage. `tokens` may be fractional.
@@ -32,4 +35,36 @@ export function take(b: Bucket, now: number, rps: number, burst: number): boolea
 /** Seconds until one token is available. */
 export function retryAfterSeconds(b: Bucket, rps: number): number {
   return Math.max(1, Math.ceil((1 - b.tokens) / rps));
+}
+
+const SHARED_BUCKET_KEY = "rl:tenant";
+
+/**
+ * Where the inbound pipeline's buckets live: a session's in its attachment, the
+ * room's shared one (`rate_limit_scope: tenant`) in storage, read once per instance.
+ */
+export class RateStore {
+  private readonly storage: DurableObjectStorage;
+  private readonly members: Pick<Members, "save" | "saveSoon">;
+  private bucket: Bucket | null = null;
+
+  constructor(storage: DurableObjectStorage, members: Pick<Members, "save" | "saveSoon">) {
+    this.storage = storage;
+    this.members = members;
+  }
+
+  shared(t: TenantPolicy, now: number): Bucket {
+    return (this.bucket ??= this.storage.kv.get<Bucket>(SHARED_BUCKET_KEY) ?? fullBucket(t.policy.rate_limit_burst, now));
+  }
+
+  /**
+   * Persist what the pipeline changed: the shared bucket, and the session's bucket
+   * and idle clock (an exhausted bucket at once, so that a wake does not hand a
+   * sender at its limit a fresh burst; otherwise at most once a second).
+   */
+  save(s: { ws: WebSocket; att: Attachment }, shared: boolean, now: number): void {
+    if (shared) this.storage.kv.put(SHARED_BUCKET_KEY, this.bucket);
+    if (!shared && s.att.rl.tokens < 1) this.members.save(s.ws, s.att, now);
+    else this.members.saveSoon(s.ws, s.att, now);
+  }
 }

@@ -53,8 +53,12 @@ export class Recovery {
     return this.history.record(frame, to, t.recovery, now);
   }
 
-  /** A connection joined: its session (continued or new), what `authed` adds, and the frames to replay. */
-  join(t: TenantPolicy, req: ConnectRequest, slot: number, replaced: boolean, now: number): Joined {
+  /**
+   * A connection joined: its session (continued or new), what `authed` adds, and
+   * the frames to replay. `kept`: the session kept its slot and presence (its old
+   * socket was replaced, or it comes back within its grace).
+   */
+  join(t: TenantPolicy, req: ConnectRequest, slot: number, kept: boolean, now: number): Joined {
     const rec = t.recovery;
     if (!rec.enabled) {
       const fields = req.resume ? { resumed: false, recovered: false, reason: "disabled" } : {};
@@ -71,7 +75,7 @@ export class Recovery {
     const { epoch, off } = this.history.position();
     const fields: Record<string, unknown> = { epoch, off, last_seq: lastSeq };
     if (!req.resume) return { cid, lastSeq, fields, frames: [] };
-    fields.resumed = same && replaced; // the session kept its slot and presence
+    fields.resumed = same && kept;
     const r = same ? this.history.replay(req.resume, { sid: req.sid, user: req.user }, rec.max_messages) : { refused: "too_old" as const };
     if ("refused" in r) {
       this.counters.inc("wsprism_recovery_total", { tenant: t.id, result: r.refused });
@@ -87,8 +91,60 @@ export class Recovery {
     this.roster.accepted(sid, seq);
   }
 
-  /** The session's socket went away. */
-  left(t: TenantPolicy, sid: string, now: number): void {
-    if (t.recovery.enabled) this.roster.left(sid, now, false);
+  /**
+   * Slots to keep for sessions that may come back: this sid's own (a ghost or a
+   * session that left within the window, same user) and everyone else's. Also
+   * whether this sid's departure is still unannounced (a resume within `grace_s`:
+   * no presence event, no `open`/`close` webhook).
+   */
+  reservations(t: TenantPolicy, sid: string, user: string, now: number): { mine?: number; others: Set<number>; unannounced: boolean } {
+    if (!t.recovery.enabled) return { others: new Set(), unannounced: false };
+    const windowStart = now - t.recovery.window_s * 1000;
+    const others = this.roster.reservedSlots(windowStart);
+    const row = this.roster.get(sid);
+    const mine = row && row.user === user && row.left_at !== null && row.left_at > windowStart ? row : undefined;
+    if (mine) others.delete(mine.slot);
+    return { ...(mine ? { mine: mine.slot } : {}), others, unannounced: mine !== undefined && mine.announced === 0 };
+  }
+
+  /**
+   * The session's socket went away. An abnormal disconnect (1001, 1006, 1011, or
+   * a socket error) with recovery on leaves a ghost: returns true, and the caller
+   * holds back the presence `leave` and the `close` webhooks until `ghostsDue`.
+   * A deliberate leave (1000, room:leave, kick, 4004, any close by the gateway)
+   * ends the session at once.
+   */
+  left(t: TenantPolicy, sid: string, code: number, byGateway: boolean, now: number): boolean {
+    if (!t.recovery.enabled) return false;
+    const ghost = !byGateway && (code === 1001 || code === 1006 || code === 1011) && t.recovery.grace_s > 0;
+    this.roster.left(sid, now, ghost);
+    return ghost;
+  }
+
+  /** Ghosts whose grace is over: announce their departure now (presence `leave`, `close` webhooks). */
+  ghostsDue(t: TenantPolicy, now: number): Array<{ sid: string; user: string; slot: number; trace: string }> {
+    return this.roster.takeDueGhosts(now - t.recovery.grace_s * 1000).map((r) => ({ sid: r.sid, user: r.user, slot: r.slot, trace: r.cid }));
+  }
+
+  /** When the next ghost's grace ends (null: none). */
+  nextGhostAt(t: TenantPolicy): number | null {
+    const at = t.recovery.enabled ? this.roster.nextGhost() : null;
+    return at === null ? null : at + t.recovery.grace_s * 1000;
+  }
+
+  /**
+   * After a replaced instance (a deploy, a crash) the sockets are gone but the
+   * roster still says connected: those sessions become ghosts, as if they had
+   * dropped when the instance went away.
+   */
+  reconcile(t: TenantPolicy, liveSids: ReadonlySet<string>, now: number): boolean {
+    if (!t.recovery.enabled) return false;
+    let any = false;
+    for (const r of this.roster.connected()) {
+      if (liveSids.has(r.sid)) continue;
+      this.roster.left(r.sid, now, t.recovery.grace_s > 0);
+      any = true;
+    }
+    return any;
   }
 }

@@ -9,7 +9,7 @@ import type { Env } from "../env.ts";
 import { configureLogs, log } from "../observability/log.ts";
 import { Counters } from "../observability/metrics.ts";
 import { METRICS_ALARM, RoomMetrics } from "../observability/aggregator.ts";
-import { dueStreams, OriginBridge, type RoomMeta } from "../origin/bridge.ts";
+import { dueStreams, OriginBridge, type RoomMeta, type Settled } from "../origin/bridge.ts";
 import { getTenant, type TenantPolicy } from "../policy/index.ts";
 import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
 import { errorFrame, sysFrame } from "../protocol/envelope.ts";
@@ -23,16 +23,17 @@ import { deliverMessage, kick, presence, presenceSync, relayFromOrigin, type Out
 import { Coalescer } from "./coalesce.ts";
 import { originVerdict } from "./ext.ts";
 import { stateVerdict } from "./hot.ts";
-import { checkRefresh, lifecycleEvents } from "./lifecycle.ts";
+import { checkRefresh } from "./lifecycle.ts";
 import { inbound } from "./inbound.ts";
 import type { Address } from "./history.ts";
 import { Recovery } from "./recovery.ts";
+import { Announcer } from "./announce.ts";
 import { closeAnswer, Members, safeClose, safeSend, type Attachment } from "./members.ts";
-import { fullBucket, type Bucket } from "./ratelimit.ts";
+import { fullBucket, RateStore } from "./ratelimit.ts";
 import type { Session, Verdict } from "./verdict.ts";
 import { attachmentFor, CONNECT_HEADER, metaFromName, type ConnectRequest } from "./handoff.ts";
 
-const TENANT_BUCKET_KEY = "rl:tenant";
+const GHOSTS_ALARM = "ghosts";
 const META_KEY = "meta";
 const RETRY_AFTER_FULL_S = 5;
 
@@ -44,11 +45,11 @@ export class RoomObject extends DurableObject<Env> {
   readonly bridge: OriginBridge;
   readonly state: StateTable;
   readonly recovery: Recovery;
+  private readonly announce: Announcer;
+  private readonly rates: RateStore;
   /** Batches coalesced relays while the room is busy (hot `relay` with `coalesce: true`). */
   readonly coalescer: Coalescer;
   private metaCache: RoomMeta | undefined;
-  /** Bucket for `rate_limit_scope: tenant` (shared by the room's sockets), persisted in storage. */
-  private sharedBucket: Bucket | null = null;
 
   /** Instances constructed in this isolate (each wake constructs one): lets tests prove heartbeats wake nothing. */
   static constructed = 0;
@@ -59,23 +60,26 @@ export class RoomObject extends DurableObject<Env> {
     RoomObject.constructed++;
     this.members = new Members(ctx);
     this.alarms = new AlarmMux(ctx.storage);
-    this.metrics = new RoomMetrics(ctx, env, this.counters, () => {
-      const m = this.meta();
-      return m ? [[m.tenant, this.members.size()]] : [];
-    }, { alarms: this.alarms });
-    this.bridge = new OriginBridge({
-      storage: ctx.storage,
-      env,
-      meta: () => this.meta(),
-      counters: this.counters,
-      deadlines: this.alarms,
-      keepAlive: (p) => ctx.waitUntil(p),
-      onSettled: (s) => settle(this, s),
-    });
+    const gauges = (): Array<[string, number]> => (this.meta() ? [[this.meta()!.tenant, this.members.size()]] : []);
+    this.metrics = new RoomMetrics(ctx, env, this.counters, gauges, { alarms: this.alarms });
+    const [meta, keepAlive] = [() => this.meta(), (p: Promise<unknown>) => ctx.waitUntil(p)];
+    const onSettled = (s: Settled) => settle(this, s);
+    this.bridge = new OriginBridge({ storage: ctx.storage, env, meta, counters: this.counters, deadlines: this.alarms, keepAlive, onSettled });
     this.coalescer = new Coalescer(this.counters);
     this.recovery = new Recovery(ctx.storage, this.counters);
+    this.announce = new Announcer(this.members, this.bridge, this.counters);
+    this.rates = new RateStore(ctx.storage, this.members);
     this.state = new StateTable(ctx.storage, (err) => this.failed("state.save_failed", undefined, err));
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+    this.guard("room.reconcile_failed", () => this.reconcile());
+  }
+
+  /** After a replaced instance: sessions whose sockets vanished with it become ghosts (SPEC section 10). */
+  private reconcile(): void {
+    const t = getTenant(this.meta()?.tenant ?? "");
+    if (!t?.recovery.enabled) return;
+    const live = new Set([...this.members.all().values()].map((a) => a.sid));
+    if (this.recovery.reconcile(t, live, Date.now())) this.scheduleGhosts(t);
   }
 
   /** The object's state, for helpers that take the room as their host. */
@@ -131,7 +135,9 @@ export class RoomObject extends DurableObject<Env> {
     const t = getTenant(req.tenant);
     if (!t) return jsonError(400, "UNKNOWN_TENANT", "unknown tenant");
 
-    const place = this.members.place(req.sid, req.user, t.limits.max_users_per_room);
+    const now = Date.now();
+    const kept = this.recovery.reservations(t, req.sid, req.user, now);
+    const place = this.members.place(req.sid, req.user, t.limits.max_users_per_room, kept);
     if (!place.ok) {
       if (place.code === "RESOURCE_EXHAUSTED") {
         this.counters.inc("wsprism_handshake_rejections_total", { tenant: t.id, reason: "room_full" });
@@ -147,9 +153,8 @@ export class RoomObject extends DurableObject<Env> {
     }
 
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
-    const now = Date.now();
     // The session (continued or new) and what it missed: replayed right after authed, in this same turn.
-    const joined = this.recovery.join(t, req, slot, place.replaces !== undefined, now);
+    const joined = this.recovery.join(t, req, slot, place.replaces !== undefined || kept.unannounced, now);
     const att = attachmentFor(req, slot, fullBucket(t.policy.rate_limit_burst, now), now);
     if (t.recovery.enabled) Object.assign(att, { cid: joined.cid, ls: joined.lastSeq });
     this.rememberMeta(t.id, req.room);
@@ -158,12 +163,9 @@ export class RoomObject extends DurableObject<Env> {
     void this.metrics.sessionsChanged();
     const authed = { tenant: t.id, user: req.user, sid: req.sid, room: req.room, slot, ...joined.fields };
     for (const f of [sysFrame("authed", authed, req.trace), ...joined.frames]) safeSend(server, f);
-    if (t.presence) {
-      // The newcomer learns who is already there, then the others learn of it.
-      safeSend(server, sysFrame("presence", presenceSync(this, server)));
-      this.broadcastSys("presence", { event: "join", user: req.user, sid: req.sid, slot }, server);
-    }
-    this.lifecycle("open", att, t);
+    // The newcomer learns who is already there, then the others learn of it (not of a ghost back within its grace).
+    if (t.presence) safeSend(server, sysFrame("presence", presenceSync(this, server)));
+    if (!kept.unannounced) this.announce.arrived(t, att, server);
     this.state.joined(server, t, () => this.members.all());
     scheduleFor(this, server, att, now);
     this.counters.inc("wsprism_ws_upgrades_total", { tenant: t.id, status: "101" });
@@ -187,8 +189,8 @@ export class RoomObject extends DurableObject<Env> {
       }
       const now = Date.now();
       const shared = t.policy.rate_limit_scope === "tenant";
-      const verdict = inbound(s, t, message, shared ? this.tenantBucket(t, now) : att.rl, now);
-      this.saveRate(s, shared, now);
+      const verdict = inbound(s, t, message, shared ? this.rates.shared(t, now) : att.rl, now);
+      this.rates.save(s, shared, now);
       await this.apply(s, t, verdict);
     } catch (err) {
       this.counters.inc("wsprism_internal_errors_total", { tenant: att.tenant });
@@ -264,6 +266,7 @@ export class RoomObject extends DurableObject<Env> {
     try {
       const due = this.alarms.takeDue(Date.now());
       if (due.includes(HOUSEKEEPING_ALARM)) await runHousekeeping(this);
+      if (due.includes(GHOSTS_ALARM)) this.announceGhosts();
       const streams = dueStreams(due);
       if (streams) await this.bridge.run(streams);
       if (due.includes(METRICS_ALARM)) await this.metrics.flush();
@@ -342,15 +345,6 @@ export class RoomObject extends DurableObject<Env> {
     this.ctx.storage.kv.put(META_KEY, this.metaCache);
   }
 
-  /** `open`/`close` events for the origin services that subscribe to them. */
-  private lifecycle(kind: "open" | "close", att: Attachment, t: TenantPolicy): void {
-    for (const { svc, service, event } of lifecycleEvents(kind, att, t)) {
-      if (this.bridge.enqueue(svc, service, event, false) !== "ok") {
-        this.counters.inc("wsprism_origin_dead_letters_total", { tenant: t.id, svc });
-        log("error", "origin.outbox_full", { trace_id: att.trace, tenant: t.id, room: att.room, sid: att.sid, svc, kind });
-      }
-    }
-  }
 
   /**
    * Remove a member once, announce presence, log. Idempotent. Each cleanup step is
@@ -362,38 +356,30 @@ export class RoomObject extends DurableObject<Env> {
     if (!att) return;
     const step = (event: string, fn: () => void) => this.guard(event, fn, att);
     const t = getTenant(att.tenant);
-    if (t && !this.members.bySid(att.sid)) step("ws.leave_recovery_failed", () => this.recovery.left(t, att.sid, Date.now()));
+    // A ghost (an abnormal drop with recovery on) keeps its session: its departure is announced when its grace ends.
+    let ghost = false;
+    if (t && !this.members.bySid(att.sid)) step("ws.leave_recovery_failed", () => (ghost = this.recovery.left(t, att.sid, code, by === "gateway", Date.now())));
     step("ws.leave_metrics_failed", () => this.ctx.waitUntil(this.metrics.sessionsChanged()));
-    if (release) step("ws.leave_release_failed", () => this.ctx.waitUntil(releaseSession(this.env, att)));
-    if (t?.presence) {
-      step("ws.leave_presence_failed", () =>
-        this.broadcastSys("presence", { event: "leave", user: att.user, sid: att.sid, slot: att.slot }, ws),
-      );
-    }
-    if (t) step("ws.leave_lifecycle_failed", () => this.lifecycle("close", att, t));
+    if (release && !ghost) step("ws.leave_release_failed", () => this.ctx.waitUntil(releaseSession(this.env, att)));
+    if (t && ghost) step("ws.leave_ghost_failed", () => this.scheduleGhosts(t));
+    else if (t) step("ws.leave_announce_failed", () => this.announce.departed(t, att, ws));
     step("ws.leave_state_failed", () => this.state.left(ws, att.slot));
     const { trace: trace_id, tenant, room, sid, user } = att;
     log("info", "ws.close", { trace_id, tenant, room, sid, user, code, reason: reason.slice(0, 120), by, duration_ms: Date.now() - att.since });
   }
 
-  private broadcastSys(type: string, data: unknown, except: WebSocket | null): void {
-    const frame = sysFrame(type, data);
-    for (const [ws] of this.members.all()) if (ws !== except) safeSend(ws, frame);
+  /** The alarm that announces ghosts whose grace ends (SPEC section 10). */
+  private scheduleGhosts(t: TenantPolicy): void {
+    const at = this.recovery.nextGhostAt(t);
+    if (at === null) this.alarms.clear(GHOSTS_ALARM);
+    else this.alarms.schedule(GHOSTS_ALARM, at);
   }
 
-  /** The room's shared bucket (`rate_limit_scope: tenant`), read from storage once per instance. */
-  private tenantBucket(t: TenantPolicy, now: number): Bucket {
-    return (this.sharedBucket ??= this.ctx.storage.kv.get<Bucket>(TENANT_BUCKET_KEY) ?? fullBucket(t.policy.rate_limit_burst, now));
-  }
-
-  /**
-   * Persist what the pipeline changed: the shared bucket, and the session's bucket
-   * and idle clock (an exhausted bucket at once, so that a wake does not hand a
-   * sender at its limit a fresh burst; otherwise at most once a second).
-   */
-  private saveRate(s: Session, shared: boolean, now: number): void {
-    if (shared) this.ctx.storage.kv.put(TENANT_BUCKET_KEY, this.sharedBucket);
-    if (!shared && s.att.rl.tokens < 1) this.members.save(s.ws, s.att, now);
-    else this.members.saveSoon(s.ws, s.att, now);
+  private announceGhosts(): void {
+    const t = getTenant(this.meta()?.tenant ?? "");
+    if (!t) return;
+    const room = this.meta()!.room;
+    for (const g of this.recovery.ghostsDue(t, Date.now())) this.announce.departed(t, { ...g, room }, null);
+    this.scheduleGhosts(t);
   }
 }

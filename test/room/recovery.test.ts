@@ -124,3 +124,74 @@ describe("resume with missed-message recovery", () => {
     }
   });
 });
+
+describe("ghosts: an abnormal drop keeps the session for window_s; its departure waits grace_s", () => {
+  const presenceOf = (c: TestClient) =>
+    c.texts.map((t) => JSON.parse(t)).filter((j) => j.svc === "sys" && j.type === "presence" && j.data?.event !== "sync").map((j) => `${j.data.event}:${j.data.user}`);
+
+  it("back within the grace: same slot, resumed, no presence leave or join for the others", async () => {
+    const room = uniqueRoom();
+    const alice = await join("alice", room, { sid: "alice-g1" });
+    const bob = await join("bob", room);
+    const slot = alice.authed.data.slot;
+    alice.close(1001); // going away: abnormal for the room
+    await alice.closed();
+    const back = await join("alice", room, { sid: "alice-g1", resume: position(alice) });
+    expect(back.authed.data).toMatchObject({ resumed: true, recovered: true, slot });
+    await new Promise((r) => setTimeout(r, 1300)); // past grace_s (1 s): nothing is announced for a session that came back
+    expect(presenceOf(bob)).toEqual([]);
+  });
+
+  it("not back within the grace: presence leave then; a newcomer does not take the reserved slot; a later resume gets it back", async () => {
+    const room = uniqueRoom();
+    const alice = await join("alice", room, { sid: "alice-g2" });
+    const bob = await join("bob", room);
+    const slot = alice.authed.data.slot;
+    alice.close(1001);
+    await alice.closed();
+    expect(presenceOf(bob)).toEqual([]);
+    await bob.nextOf("sys", "presence", 3000); // the leave, when the grace ends
+    expect(presenceOf(bob)).toEqual(["leave:alice"]);
+    const carol = await join("carol", room);
+    expect(carol.authed.data.slot).not.toBe(slot);
+    const back = await join("alice", room, { sid: "alice-g2", resume: position(alice) });
+    expect(back.authed.data).toMatchObject({ slot, resumed: false, recovered: true });
+    await bob.nextOf("sys", "presence"); // carol's join
+    await bob.nextOf("sys", "presence"); // alice's join again: her departure was announced
+    expect(presenceOf(bob)).toEqual(["leave:alice", "join:carol", "join:alice"]);
+  });
+
+  it("a deliberate leave (1000) is announced at once and frees the slot", async () => {
+    const room = uniqueRoom();
+    const alice = await join("alice", room, { sid: "alice-g3" });
+    const bob = await join("bob", room);
+    alice.close(1000);
+    await bob.nextOf("sys", "presence", 500);
+    expect(presenceOf(bob)).toEqual(["leave:alice"]);
+  });
+});
+
+describe("recovery metrics", () => {
+  it("count resumes by result, replayed frames and log rows", async () => {
+    const { env } = await import("cloudflare:workers");
+    const { runInDurableObject } = await import("cloudflare:test");
+    const room = uniqueRoom();
+    const alice = await join("alice", room, { sid: "alice-m" });
+    const bob = await join("bob", room);
+    alice.close();
+    await alice.closed();
+    bob.send(chat(1));
+    bob.send(chat(2));
+    await new Promise((r) => setTimeout(r, 50));
+    await join("alice", room, { sid: "alice-m", resume: position(alice) });
+    await join("alice", room, { sid: "alice-m", resume: `zz.${alice.authed.data.off}` });
+    const stub = env.ROOMS.get(env.ROOMS.idFromName(`rec/${room}`));
+    const seen = await runInDurableObject(stub, (o: import("../../src/room/room.ts").RoomObject) => ({
+      recovered: o.counters.get("wsprism_recovery_total", { tenant: "rec", result: "recovered" }),
+      epoch: o.counters.get("wsprism_recovery_total", { tenant: "rec", result: "epoch" }),
+      frames: o.counters.get("wsprism_recovery_frames_total", { tenant: "rec" }),
+      rows: o.counters.get("wsprism_log_rows_written_total", { tenant: "rec" }),
+    }));
+    expect(seen).toMatchObject({ recovered: 1, epoch: 1, frames: 2, rows: 2 });
+  });
+});
