@@ -146,10 +146,12 @@ export class RoomObject extends DurableObject<Env> {
       return jsonError(400, "BAD_REQUEST", "sid is in use by another session in this room");
     }
     const slot = place.slot;
+    // With recovery, a connection that replaces its session's socket continues the session: no presence flap.
+    const continued = t.recovery.enabled && place.replaces !== undefined;
     if (place.replaces) {
       safeSend(place.replaces, sysFrame("kicked", { reason: "session replaced" }));
       // The new connection keeps the sid's place in the directories: do not release it.
-      this.closeMember(place.replaces, CLOSE.SESSION_REPLACED, "session replaced", false);
+      this.closeMember(place.replaces, CLOSE.SESSION_REPLACED, "session replaced", false, continued);
     }
 
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
@@ -165,7 +167,7 @@ export class RoomObject extends DurableObject<Env> {
     for (const f of [sysFrame("authed", authed, req.trace), ...joined.frames]) safeSend(server, f);
     // The newcomer learns who is already there, then the others learn of it (not of a ghost back within its grace).
     if (t.presence) safeSend(server, sysFrame("presence", presenceSync(this, server)));
-    if (!kept.unannounced) this.announce.arrived(t, att, server);
+    if (!kept.unannounced && !continued) this.announce.arrived(t, att, server);
     this.state.joined(server, t, () => this.members.all());
     scheduleFor(this, server, att, now);
     this.counters.inc("wsprism_ws_upgrades_total", { tenant: t.id, status: "101" });
@@ -330,9 +332,9 @@ export class RoomObject extends DurableObject<Env> {
   }
 
   /** Never throws, and the socket is closed whatever its cleanup does. */
-  closeMember(ws: WebSocket, code: number, reason: string, release = true): void {
+  closeMember(ws: WebSocket, code: number, reason: string, release = true, continued = false): void {
     try {
-      this.guard("ws.close_failed", () => this.leave(ws, code, reason, "gateway", release));
+      this.guard("ws.close_failed", () => this.leave(ws, code, reason, continued ? "continued" : "gateway", release));
     } finally {
       safeClose(ws, code, reason);
     }
@@ -351,18 +353,20 @@ export class RoomObject extends DurableObject<Env> {
    * guarded on its own: one that throws (a storage failure) is counted and logged,
    * and the others still run.
    */
-  private leave(ws: WebSocket, code: number, reason: string, by: "client" | "gateway" | "error", release = true): void {
+  /** `by: "continued"`: a new connection of the same session took over (nothing ends, nothing is announced). */
+  private leave(ws: WebSocket, code: number, reason: string, by: "client" | "gateway" | "error" | "continued", release = true): void {
     const att = this.members.remove(ws);
     if (!att) return;
     const step = (event: string, fn: () => void) => this.guard(event, fn, att);
     const t = getTenant(att.tenant);
     // A ghost (an abnormal drop with recovery on) keeps its session: its departure is announced when its grace ends.
     let ghost = false;
-    if (t && !this.members.bySid(att.sid)) step("ws.leave_recovery_failed", () => (ghost = this.recovery.left(t, att.sid, code, by === "gateway", Date.now())));
+    const ends = by !== "continued" && !this.members.bySid(att.sid);
+    if (t && ends) step("ws.leave_recovery_failed", () => (ghost = this.recovery.left(t, att.sid, code, by === "gateway", Date.now())));
     step("ws.leave_metrics_failed", () => this.ctx.waitUntil(this.metrics.sessionsChanged()));
     if (release && !ghost) step("ws.leave_release_failed", () => this.ctx.waitUntil(releaseSession(this.env, att)));
     if (t && ghost) step("ws.leave_ghost_failed", () => this.scheduleGhosts(t));
-    else if (t) step("ws.leave_announce_failed", () => this.announce.departed(t, att, ws));
+    else if (t && by !== "continued") step("ws.leave_announce_failed", () => this.announce.departed(t, att, ws));
     step("ws.leave_state_failed", () => this.state.left(ws, att.slot));
     const { trace: trace_id, tenant, room, sid, user } = att;
     log("info", "ws.close", { trace_id, tenant, room, sid, user, code, reason: reason.slice(0, 120), by, duration_ms: Date.now() - att.since });

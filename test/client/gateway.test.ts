@@ -279,3 +279,32 @@ describe("SDK against the gateway", () => {
     expect(await runInDurableObject(stub, (o: RoomObject) => o.coalescer.batchesSent)).toBeGreaterThan(0);
   });
 });
+
+describe("SDK resume against the gateway (SPEC section 10)", () => {
+  it("after a network drop: the missed chat arrives once and in order, an unacked message is acked once, no presence flap", async () => {
+    const room = uniqueRoom("sdk-rec");
+    const sockets: Adapter[] = [];
+    const alice = client({ tenant: "rec", room, getTicket: () => "dev:alice" }, fetchSocket({}, sockets));
+    await authed(alice);
+    const bob = client({ tenant: "rec", room, getTicket: () => "dev:bob" });
+    await authed(bob);
+    const got: number[] = [];
+    alice.onMessage("chat", "say", (d: { n: number }) => got.push(d.n));
+    const presence: string[] = [];
+    bob.onMessage("sys", "presence", (d: { event: string; user: string }) => presence.push(`${d.event}:${d.user}`));
+    const recovered: number[] = [];
+    alice.on("recovered", (r: { count: number }) => recovered.push(r.count));
+    await bob.send("chat", "say", { n: 1 }, { ack: true });
+    await until(() => expect(got).toEqual([1]));
+    sockets[0]!.dropNetwork(); // alice's SDK sees 1006; the gateway still holds her socket
+    const acked = alice.send("chat", "say", { n: 100 }, { ack: true }); // queued while away, resent after the resume
+    for (let n = 2; n <= 6; n++) await bob.send("chat", "say", { n }, { ack: true });
+    await until(() => expect(recovered).toEqual([5]));
+    await acked;
+    expect(got).toEqual([1, 2, 3, 4, 5, 6]);
+    await bob.send("chat", "say", { n: 7 }, { ack: true });
+    await until(() => expect(got).toEqual([1, 2, 3, 4, 5, 6, 7]));
+    expect(presence.filter((p) => p.endsWith(":alice"))).toEqual([]);
+    expect(alice.position?.off).toBeGreaterThan(0);
+  });
+});
