@@ -30,6 +30,7 @@ export interface HistoryLimits {
 export type ResumeRefusal = "epoch" | "too_old" | "too_many" | "disabled";
 
 const EPOCH_KEY = "history:epoch";
+const encoder = new TextEncoder();
 const FLOOR_KEY = "history:floor";
 
 type Row = {
@@ -81,7 +82,7 @@ export class History {
     const s = this.load();
     const off = s.head + 1;
     const stamped = `${frame.slice(0, -1)},"off":${off}}`;
-    const bytes = stamped.length;
+    const bytes = encoder.encode(stamped).byteLength; // UTF-8 bytes, not UTF-16 code units
     this.storage.sql.exec(
       "INSERT INTO history (off, at, bytes, frame, to_sid, to_user, excl) VALUES (?, ?, ?, ?, ?, ?, ?)",
       off,
@@ -105,7 +106,7 @@ export class History {
     const cutoff = now - limits.window_s * 1000;
     if (s.bytes <= limits.max_bytes && (s.oldestAt === null || s.oldestAt >= cutoff)) return;
     const sql = this.storage.sql;
-    // The newest offset to drop: everything at or before the cutoff, then the oldest rows past the byte budget.
+    // The newest offset to drop: everything before the cutoff (a row exactly window_s old is kept), then the oldest rows past the byte budget.
     let last = sql.exec<{ off: number | null }>("SELECT MAX(off) AS off FROM history WHERE at < ?", cutoff).one().off ?? s.floor;
     let kept = sql.exec<{ b: number | null }>("SELECT SUM(bytes) AS b FROM history WHERE off > ?", last).one().b ?? 0;
     if (kept > limits.max_bytes) {
