@@ -110,7 +110,8 @@ export class History {
     let last = sql.exec<{ off: number | null }>("SELECT MAX(off) AS off FROM history WHERE at < ?", cutoff).one().off ?? s.floor;
     let kept = sql.exec<{ b: number | null }>("SELECT SUM(bytes) AS b FROM history WHERE off > ?", last).one().b ?? 0;
     if (kept > limits.max_bytes) {
-      for (const r of sql.exec<{ off: number; bytes: number }>("SELECT off, bytes FROM history WHERE off > ? ORDER BY off", last)) {
+      // (read whole: a cursor left open when the loop stops early keeps the table locked; the log is bounded)
+      for (const r of sql.exec<{ off: number; bytes: number }>("SELECT off, bytes FROM history WHERE off > ? ORDER BY off", last).toArray()) {
         if (kept <= limits.max_bytes) break;
         kept -= r.bytes;
         last = r.off;
@@ -133,7 +134,8 @@ export class History {
     if (from.epoch !== s.epoch || from.off > s.head) return { refused: "epoch" };
     if (from.off < s.floor) return { refused: "too_old" };
     const frames: string[] = [];
-    for (const r of this.storage.sql.exec<Row>("SELECT off, frame, to_sid, to_user, excl FROM history WHERE off > ? ORDER BY off", from.off)) {
+    const rows = this.storage.sql.exec<Row>("SELECT off, frame, to_sid, to_user, excl FROM history WHERE off > ? ORDER BY off", from.off).toArray();
+    for (const r of rows) {
       if (!addressed(r, who)) continue;
       if (frames.length >= maxMessages) return { refused: "too_many" };
       frames.push(r.frame);
