@@ -4,7 +4,7 @@
  * broadcast service with `recovery: false`, `hooks` an origin service (logged).
  */
 import { describe, expect, it } from "vitest";
-import { script, waitForLog } from "../helpers/origin.ts";
+import { originLog, script, waitForLog } from "../helpers/origin.ts";
 import { connect, uniqueRoom, upgrade, wsUrl, type TestClient } from "../helpers/ws.ts";
 
 const join = (user: string, room: string, extra: Record<string, string> = {}) =>
@@ -193,5 +193,39 @@ describe("recovery metrics", () => {
       rows: o.counters.get("wsprism_log_rows_written_total", { tenant: "rec" }),
     }));
     expect(seen).toMatchObject({ recovered: 1, epoch: 1, frames: 2, rows: 2 });
+  });
+});
+
+describe("ghosts and the origins' open/close events (tenant rec-hooks, grace_s 1)", () => {
+  const kinds = async (room: string) =>
+    (await originLog(room)).flatMap((r) => (r.json?.events ?? []).map((e: { kind: string; user: string }) => `${e.kind}:${e.user}`));
+
+  it("a drop comes back within the grace: no close and no second open reach the origin", async () => {
+    const room = uniqueRoom();
+    const alice = await connect({ tenant: "rec-hooks", room, ticket: "dev:alice", sid: "alice-h1" });
+    await waitForLog(room, (l) => l.length === 1);
+    alice.close(1001);
+    await alice.closed();
+    await connect({ tenant: "rec-hooks", room, ticket: "dev:alice", sid: "alice-h1", resume: position(alice) });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await kinds(room)).toEqual(["open:alice"]);
+  });
+
+  it("not back: the close reaches the origin when the grace ends, not before; a deliberate leave posts it at once", async () => {
+    const room = uniqueRoom();
+    const alice = await connect({ tenant: "rec-hooks", room, ticket: "dev:alice", sid: "alice-h2" });
+    const bob = await connect({ tenant: "rec-hooks", room, ticket: "dev:bob" });
+    await waitForLog(room, (l) => l.length === 2);
+    const t0 = Date.now();
+    alice.close(1001);
+    await alice.closed();
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await kinds(room)).toEqual(["open:alice", "open:bob"]);
+    await waitForLog(room, (l) => l.length === 3, 4000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(await kinds(room)).toEqual(["open:alice", "open:bob", "close:alice"]);
+    bob.close(1000);
+    await waitForLog(room, (l) => l.length === 4, 800);
+    expect(await kinds(room)).toEqual(["open:alice", "open:bob", "close:alice", "close:bob"]);
   });
 });
