@@ -89,21 +89,10 @@ export const CATALOG = {
     help: "2xx origin answers that were malformed or held invalid actions.",
     labels: ["tenant", "svc"],
   },
-  wsprism_recovery_total: {
-    type: "counter",
-    help: "Resumes with a position (resume=), by result: recovered, epoch, too_old, too_many, disabled.",
-    labels: ["tenant", "result"],
-  },
-  wsprism_recovery_frames_total: {
-    type: "counter",
-    help: "Logged frames replayed to resumed sessions.",
-    labels: ["tenant"],
-  },
-  wsprism_log_rows_written_total: {
-    type: "counter",
-    help: "Rows written to rooms' recovery logs (one per logged frame).",
-    labels: ["tenant"],
-  },
+  // Resume with recovery (SPEC section 10).
+  wsprism_recovery_total: { type: "counter", help: "Resumes with a position (resume=), by result: recovered, epoch, too_old, too_many, disabled.", labels: ["tenant", "result"] },
+  wsprism_recovery_frames_total: { type: "counter", help: "Logged frames replayed to resumed sessions.", labels: ["tenant"] },
+  wsprism_log_rows_written_total: { type: "counter", help: "Rows written to rooms' recovery logs (one per logged frame).", labels: ["tenant"] },
   wsprism_internal_errors_total: {
     type: "counter",
     help: "Unexpected failures caught in the room object (always a bug or a platform fault).",
