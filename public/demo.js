@@ -11,7 +11,12 @@
 //                canvas, sent at most every 50 ms; the frame's seq carries the
 //                sender's clock (ms, mod 2^32) for the state latency readout;
 //  - trails:     hot lane svc 4 (mode relay, coalesce: true): every move, drawn
-//                as a fading path (trail.js).
+//                as a fading path (trail.js);
+//  - resume:     the demo tenant has recovery on (SPEC section 10): after a drop the
+//                SDK reconnects with its position and the chat missed meanwhile is
+//                replayed into the log, then a "recovered N messages" line; a failed
+//                resume shows "resync: <reason>" (the demo keeps no chat history to
+//                refetch, so what was missed then stays missing).
 import { WsPrismClient } from "./sdk/index.js";
 import { OP_TRAIL, SVC_TRAIL, Trails } from "./trail.js";
 
@@ -23,7 +28,7 @@ const MAX_CHAT_LINES = 300;
 const NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 const ROOM_RE = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
 const PALETTE = ["#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#7048e8", "#0c8599", "#9c6b30", "#495057"];
-const CLOSE_WHY = { 1000: "normal", 1006: "connection lost", 1008: "policy", 4003: "kicked", 4004: "session replaced by another tab" };
+const CLOSE_WHY = { 1000: "normal", 1006: "connection lost", 4000: "no answer from the gateway", 1008: "policy", 4003: "kicked", 4004: "session replaced by another tab" };
 
 const $ = (id) => /** @type {any} */ (document.getElementById(id));
 const el = {
@@ -84,7 +89,8 @@ let me = null;
 let lastSentAt = -Infinity;
 let sendTimer = null;
 let framesSent = 0;
-
+/** Resume outcomes since the page loaded: {event: "recovered", count} or {event: "resync", reason}. */
+const resumes = [];
 
 // --- Connection ------------------------------------------------------------------------
 
@@ -143,6 +149,16 @@ function connect() {
       invalidate();
     }
     renderStatus();
+  }));
+  // Resume (SPEC section 10): `recovered` comes after the replayed frames went through
+  // the handlers below, so the missed chat lines are already in the log.
+  c.on("recovered", mine(({ count }) => {
+    resumes.push({ event: "recovered", count });
+    addLine("local", `recovered ${count} message${count === 1 ? "" : "s"}`, null, undefined, "recovered");
+  }));
+  c.on("resync", mine(({ reason }) => {
+    resumes.push({ event: "resync", reason });
+    addLine("local", `resync: ${reason} (chat sent while you were away is not shown)`, null, undefined, "resync");
   }));
   c.on("error", mine((e) => {
     if (e.seq === undefined) addLine("error", `${e.code}: ${e.msg}`); // errors with a seq reject their send
@@ -375,11 +391,12 @@ function showNotice(text, button) {
   el.notice.hidden = false;
 }
 
-function addLine(kind, text, user = null, at = undefined) {
+function addLine(kind, text, user = null, at = undefined, event = undefined) {
   const stick = el.log.scrollHeight - el.log.scrollTop - el.log.clientHeight < 40;
   const li = document.createElement("li");
   li.dataset.testid = "chat-line";
   li.dataset.kind = kind;
+  if (event) li.dataset.event = event;
   li.className = kind === "msg" ? "" : kind === "error" ? "error" : "system";
   const time = document.createElement("time");
   const when = typeof at === "number" ? new Date(at) : new Date();
@@ -473,6 +490,8 @@ window.__demo = {
   framesSent: () => framesSent,
   stateLatencies: () => [...latencies],
   trailFrames: () => trails.frames,
+  resumes: () => resumes.map((r) => ({ ...r })),
+  position: () => client?.position ?? null,
 };
 
 connect();

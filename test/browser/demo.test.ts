@@ -8,7 +8,9 @@
  * Two pages in two browser contexts join one fresh room and check: presence,
  * chat both ways through the origin (and a banned-word reject), a cursor moved in
  * one page drawn in the other (hot lane state service, throttled to 20 Hz), a
- * reload that reconnects, and a kick through the HTTP API.
+ * reload that reconnects, a kick through the HTTP API, and a network drop: one
+ * page offline while the other chats, then back, with the missed chat replayed
+ * (resume with recovery, SPEC section 10; the demo tenant has it on).
  *
  * It needs ports 8787 and 8788: stop `npm start` first. Screenshots go to
  * test-results/screenshots/.
@@ -31,6 +33,8 @@ interface DemoApi {
   framesSent(): number;
   stateLatencies(): number[];
   trailFrames(): number;
+  resumes(): Array<{ event: "recovered"; count: number } | { event: "resync"; reason: string }>;
+  position(): { epoch: string; off: number } | null;
 }
 declare global {
   interface Window {
@@ -333,6 +337,62 @@ describe("demo page in Chromium (npm start stack)", () => {
     await waitStatus(pageB, "open");
     await waitMembers(pageA, [alice, bob]);
     await waitMembers(pageB, [alice, bob]);
+  }, 60_000);
+
+  it("recovers the chat missed during a network drop: replayed once each, then 'recovered N messages'", async () => {
+    // Both pages open and in the room (after the kick test, bob rejoined).
+    await waitMembers(pageA, [alice, bob]);
+    const before = await pageA.evaluate(() => window.__demo.position());
+    expect(before, "the demo tenant has recovery on: authed carries a position").not.toBeNull();
+    expect(await pageA.evaluate(() => window.__demo.resumes())).toEqual([]);
+
+    // Offline, Chromium holds what arrives on the open socket (it still sends): the socket
+    // does not close. The SDK pings on the `offline` event and drops the socket when the
+    // pong does not come (pongTimeoutMs, 5 s by default; the demo pings every 2 s), then
+    // waits for `online` to reconnect. Wait for that drop before chatting.
+    await pageA.context().setOffline(true);
+    await waitStatus(pageA, "reconnecting");
+    expect(await pageA.getByTestId("status").textContent()).toContain("4000");
+    await shot(pageA, "06-alice-offline.png");
+
+    const missed = [1, 2, 3].map((i) => `while alice was away ${i}`);
+    for (const msg of missed) {
+      await say(pageB, msg);
+      await waitChat(pageB, "msg", msg, bob); // the origin broadcast it: the room logged it
+    }
+    await sleep(300);
+    expect(await pageA.locator("[data-testid=chat-line][data-kind=msg]", { hasText: "while alice was away" }).count()).toBe(0);
+
+    await pageA.context().setOffline(false);
+    await waitStatus(pageA, "open");
+    const line = pageA.locator("[data-testid=chat-line][data-event=recovered]");
+    await line.first().waitFor({ timeout: WAIT });
+    const text = (await line.first().textContent()) ?? "";
+    const n = Number(/recovered (\d+) messages?/.exec(text)?.[1]);
+    expect(n, text).toBeGreaterThanOrEqual(missed.length);
+    const resumes = await pageA.evaluate(() => window.__demo.resumes());
+    expect(resumes).toEqual([{ event: "recovered", count: n }]);
+    expect(await pageA.locator("[data-testid=chat-line][data-event=resync]").count()).toBe(0);
+    // Every missed message once, in order, before the "recovered" line.
+    const lines = await pageA.locator("[data-testid=chat-line]").evaluateAll((els) =>
+      els.map((el) => ({ kind: (el as HTMLElement).dataset.kind, event: (el as HTMLElement).dataset.event, text: el.querySelector(".text")?.textContent ?? "" })),
+    );
+    const at = (msg: string) => lines.findIndex((l) => l.kind === "msg" && l.text === msg);
+    for (const msg of missed) expect(lines.filter((l) => l.kind === "msg" && l.text === msg).length, msg).toBe(1);
+    expect(missed.map(at)).toEqual([...missed.map(at)].sort((a, b) => a - b));
+    expect(at(missed[2]!)).toBeLessThan(lines.findIndex((l) => l.event === "recovered"));
+    const after = await pageA.evaluate(() => window.__demo.position());
+    expect(after?.epoch).toBe(before?.epoch);
+    expect(after!.off).toBeGreaterThanOrEqual(before!.off + missed.length);
+
+    // Live again: a new message reaches alice once, and she is in bob's presence list.
+    await waitMembers(pageB, [alice, bob]);
+    await say(pageB, "welcome back alice");
+    await waitChat(pageA, "msg", "welcome back alice", bob);
+    await sleep(300);
+    expect(await pageA.locator("[data-testid=chat-line][data-kind=msg]", { hasText: "welcome back alice" }).count()).toBe(1);
+    for (const msg of missed) expect(await pageA.locator("[data-testid=chat-line][data-kind=msg]", { hasText: msg }).count(), msg).toBe(1);
+    await shot(pageA, "06-alice-recovered.png");
   }, 60_000);
 
   it("raised no uncaught error in either page", () => {
