@@ -11,7 +11,8 @@
  *  3. runs the scenarios against the gateway AND the baseline, alternating which
  *     goes first: idle connections, hot relay fan-out (four ways: the gateway,
  *     the gateway with `coalesce: true`, partyserver, the baseline), hot `state`
- *     mode, ext lane, connection storm (against partyserver too); then events to
+ *     mode, ext lane, recovery (ext relays with the log on vs off, and the
+ *     replay of missed messages on resume), connection storm (against partyserver too); then events to
  *     origins, the gateway against Pushpin (bench/lib/origins.ts: the bench
  *     origin, bench/origin.ts, and Pushpin each on free ports; Pushpin skipped,
  *     with a note, when it is not installed);
@@ -22,7 +23,7 @@
  *
  * Options:
  *   --full              longer and larger runs (2000 idle connections, 30 s windows)
- *   --only a,b          only these: micro, idle, fanout, state, ext, storm, origin
+ *   --only a,b          only these: micro, idle, fanout, state, ext, recovery, storm, origin
  *   --via-proxy         connect through wrangler's proxy port instead of the
  *                       runtime's own port (an extra process hop for both targets)
  *   --out <file>        JSON results (default bench/results/latest.json)
@@ -44,6 +45,7 @@ import { originTable } from "./lib/origins-report.ts";
 import { workerdPids } from "./lib/proc.ts";
 import { STORM_TENANT } from "./lib/storm.ts";
 import type { BenchEnv, Kind, RelayTarget } from "./scenarios/common.ts";
+import { RECOVERY_TENANT } from "./scenarios/recovery.ts";
 import { settle, warmUp, type Ctx, type Results } from "./run/context.ts";
 import { makeProfile, parseOptions, type Part, type Profile } from "./run/options.ts";
 import { runExt } from "./run/parts/ext.ts";
@@ -51,6 +53,7 @@ import { runFanout } from "./run/parts/fanout.ts";
 import { runIdle } from "./run/parts/idle.ts";
 import { runMicro } from "./run/parts/micro.ts";
 import { runOrigin } from "./run/parts/origin.ts";
+import { runRecovery } from "./run/parts/recovery.ts";
 import { runState } from "./run/parts/state.ts";
 import { runStorm } from "./run/parts/storm.ts";
 import { elapsedS, printTable, rows, say, verdicts } from "./run/report.ts";
@@ -81,6 +84,7 @@ function emptyResults(profile: Profile): Results {
     fanoutHeavy: null,
     state: null,
     ext: null,
+    recovery: null,
     storm: null,
     origin: null,
     verdicts,
@@ -95,6 +99,7 @@ async function runParts(ctx: Ctx, parts: Set<Part>): Promise<void> {
   if (parts.has("fanout")) await runFanout(ctx);
   if (parts.has("state")) await runState(ctx);
   if (parts.has("ext")) await runExt(ctx);
+  if (parts.has("recovery")) await runRecovery(ctx);
   if (parts.has("storm")) await runStorm(ctx);
   if (parts.has("origin") && ctx.targets.sinkPort !== null) await runOrigin(ctx, ctx.targets.sinkPort);
 }
@@ -148,14 +153,14 @@ async function main(): Promise<number> {
   };
 
   // Warm-up: every code path compiled before anything is measured. Through the
-  // storm's tenant when only the storm runs: the demo tenant's open/close events
+  // storm's (or the recovery scenario's) tenant when only those run: the demo tenant's open/close events
   // become webhooks to 127.0.0.1:8788, which may be someone else's server then.
   const demoScenarios = (["idle", "fanout", "state", "ext"] as const).some((p) => parts.has(p));
   // partyserver and the coalescing tenant only where they are measured.
   const warm: RelayTarget[] = ["gateway", "baseline"];
   if (parts.has("storm") || parts.has("fanout")) warm.push("party");
   if (parts.has("fanout")) warm.push("coalesce");
-  await warmUp(env, demoScenarios ? "demo" : STORM_TENANT, warm);
+  await warmUp(env, demoScenarios ? "demo" : parts.has("recovery") ? RECOVERY_TENANT : STORM_TENANT, warm);
 
   // 3. The scenarios, each against its targets.
   await runParts(ctx, parts);

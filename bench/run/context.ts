@@ -11,6 +11,7 @@ import type { StormResult } from "../lib/storm.ts";
 import { authed, quiet, wsUrl, type BenchEnv, type Kind, type LoadResult, type RelayTarget, type RoomStatsView } from "../scenarios/common.ts";
 import type { ExtResult } from "../scenarios/ext.ts";
 import type { IdleResult } from "../scenarios/idle.ts";
+import type { RecoveryLoad, ReplayResult } from "../scenarios/recovery.ts";
 import type { StateExtra } from "../scenarios/state.ts";
 import type { Options, Profile } from "./options.ts";
 import { say, type Row, type Verdict } from "./report.ts";
@@ -30,6 +31,7 @@ export interface Results {
   fanoutHeavy: LoadResult[] | null;
   state: Array<LoadResult & { state: StateExtra | null }> | null;
   ext: ExtResult | { skipped: string } | null;
+  recovery: { throughput: RecoveryLoad[]; replay: ReplayResult } | null;
   storm: StormResult[] | null;
   origin: { pushpin: string; clockOffsetMs: number; steps: OriginStep[] } | null;
   verdicts: Verdict[];

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { OriginCfg } from "../lib/origins.ts";
 
-export const ALL = ["micro", "idle", "fanout", "state", "ext", "storm", "origin"] as const;
+export const ALL = ["micro", "idle", "fanout", "state", "ext", "recovery", "storm", "origin"] as const;
 export type Part = (typeof ALL)[number];
 
 export interface Options {
@@ -29,7 +29,7 @@ export function parseOptions(root: string): Options {
     strict: true,
   });
   if (opts.help) {
-    console.log("usage: npm run bench [-- --full] [-- --only micro,idle,fanout,state,ext,storm,origin] [-- --via-proxy] [-- --out file.json]");
+    console.log("usage: npm run bench [-- --full] [-- --only micro,idle,fanout,state,ext,recovery,storm,origin] [-- --via-proxy] [-- --out file.json]");
     process.exit(0);
   }
   const parts = new Set<Part>(
@@ -72,6 +72,24 @@ export function makeProfile(FULL: boolean) {
       drainMs: 3_000,
     },
     ext: { rooms: 4, clients: FULL ? 10 : 5, hz: 10, warmMs: FULL ? 2_000 : 1_000, durMs: FULL ? 20_000 : 5_000, drainMs: 8_000 },
+    /**
+     * Resume with recovery (SPEC section 10, tenant bench-recovery): ext relays with the
+     * log off, on, and on at its byte cap, in mirrored turns; then the replay of 100
+     * missed ~1 KB messages on resume, `repeats` times.
+     */
+    recovery: {
+      rooms: 2,
+      clients: 10,
+      hz: 20,
+      slices: FULL ? 6 : 2,
+      sliceMs: FULL ? 5_000 : 3_000,
+      warmMs: 400,
+      drainMs: FULL ? 30_000 : 15_000,
+      padBytes: 100,
+      logBytes: 4 * 1024 * 1024, // bench-recovery's max_bytes (the default)
+      fillBytes: 1024,
+      replay: { repeats: FULL ? 21 : 9, messages: 100, bytes: 1024, timeoutMs: 15_000 },
+    },
     /** The connection storm (issue 9): one user per socket; storms per target, ABBA. */
     // (Quick: 500 sockets a storm, so the default run stays within ~3 minutes while the
     // gateway opens a few dozen sockets/s on a busy 2-core machine.)
