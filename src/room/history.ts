@@ -30,6 +30,8 @@ export interface HistoryLimits {
 export type ResumeRefusal = "epoch" | "too_old" | "too_many" | "disabled";
 
 const EPOCH_KEY = "history:epoch";
+/** Rows read per step when trimming. */
+const TRIM_PAGE = 16;
 const encoder = new TextEncoder();
 const FLOOR_KEY = "history:floor";
 
@@ -44,6 +46,8 @@ type Row = {
 export class History {
   private readonly storage: DurableObjectStorage;
   private state: { epoch: string; head: number; floor: number; bytes: number; oldestAt: number | null } | null = null;
+  /** Rows the trims of this instance read (a test keeps trimming cheap at the cap). */
+  trimReads = 0;
 
   constructor(storage: DurableObjectStorage) {
     this.storage = storage;
@@ -106,13 +110,20 @@ export class History {
     const cutoff = now - limits.window_s * 1000;
     if (s.bytes <= limits.max_bytes && (s.oldestAt === null || s.oldestAt >= cutoff)) return;
     const sql = this.storage.sql;
-    // The newest offset to drop: everything before the cutoff (a row exactly window_s old is kept), then the oldest rows past the byte budget.
-    let last = sql.exec<{ off: number | null }>("SELECT MAX(off) AS off FROM history WHERE at < ?", cutoff).one().off ?? s.floor;
-    let kept = sql.exec<{ b: number | null }>("SELECT SUM(bytes) AS b FROM history WHERE off > ?", last).one().b ?? 0;
-    if (kept > limits.max_bytes) {
-      // (read whole: a cursor left open when the loop stops early keeps the table locked; the log is bounded)
-      for (const r of sql.exec<{ off: number; bytes: number }>("SELECT off, bytes FROM history WHERE off > ? ORDER BY off", last).toArray()) {
-        if (kept <= limits.max_bytes) break;
+    // Oldest first, a page at a time: drop rows before the cutoff (a row exactly window_s
+    // old is kept) and past the byte budget. A log at its cap drops about one row per
+    // insert, so this reads a page, not the log.
+    let last = s.floor;
+    let kept = s.bytes;
+    for (let done = false; !done; ) {
+      const page = sql.exec<{ off: number; at: number; bytes: number }>("SELECT off, at, bytes FROM history WHERE off > ? ORDER BY off LIMIT ?", last, TRIM_PAGE).toArray();
+      this.trimReads += page.length;
+      done = page.length < TRIM_PAGE;
+      for (const r of page) {
+        if (kept <= limits.max_bytes && r.at >= cutoff) {
+          done = true;
+          break;
+        }
         kept -= r.bytes;
         last = r.off;
       }
@@ -121,7 +132,7 @@ export class History {
     sql.exec("DELETE FROM history WHERE off <= ?", last);
     s.floor = last;
     s.bytes = kept;
-    s.oldestAt = sql.exec<{ at: number | null }>("SELECT MIN(at) AS at FROM history").one().at;
+    s.oldestAt = sql.exec<{ at: number }>("SELECT at FROM history ORDER BY off LIMIT 1").toArray()[0]?.at ?? null;
     this.storage.kv.put(FLOOR_KEY, last);
   }
 
