@@ -56,6 +56,14 @@ export async function stopGroup(p: Proc | undefined, graceMs = 5_000): Promise<v
   while (Date.now() < hard && groupPids(p.proc.pid).length > 0) await sleep(50);
 }
 
+/** SIGKILL the group at once (a crash, not a shutdown) and wait until it is gone. */
+export async function killGroup(p: Proc | undefined): Promise<void> {
+  if (!p || p.proc.pid === undefined) return;
+  signalGroup(p, "SIGKILL");
+  const hard = Date.now() + 5_000;
+  while (Date.now() < hard && groupPids(p.proc.pid).length > 0) await sleep(50);
+}
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 interface Stat {

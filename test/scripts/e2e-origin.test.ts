@@ -8,84 +8,25 @@
  * The demo tenant's chat posts to 127.0.0.1:8788 (policies/default.yaml), so the
  * origin takes that port: stop `npm start` before running the tests.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, killGroup, portFree, startGroup, stopGroup, waitHealthy, type Proc } from "../../bench/lib/proc.ts";
 
 const NODE = process.execPath;
 const SECRET = "whsec_ZTJlLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM=";
 const API_KEY = "e2e-api-key";
 const ORIGIN_PORT = 8788;
 
-interface Proc {
-  proc: ChildProcess;
-  out: string[];
-}
-
-function start(cmd: string, args: string[], env: Record<string, string>): Proc {
-  const proc = spawn(cmd, args, { env: { ...process.env, ...env }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  const out: string[] = [];
-  const take = (chunk: Buffer) => out.push(...chunk.toString("utf8").split("\n"));
-  proc.stdout!.on("data", take);
-  proc.stderr!.on("data", take);
-  return { proc, out };
-}
-
-function stop(p: Proc | undefined, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-  if (!p || p.proc.exitCode !== null || p.proc.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    p.proc.once("exit", () => resolve());
-    try {
-      process.kill(-p.proc.pid!, signal);
-    } catch {
-      resolve();
-    }
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once("error", () => resolve(false));
-    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
-  });
-}
-
-async function waitHealthy(url: string, p: Proc, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (p.proc.exitCode !== null) throw new Error(`process exited early:\n${p.out.join("\n")}`);
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      /* not up yet */
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url} never became healthy:\n${p.out.slice(-40).join("\n")}`);
-}
-
 const startOrigin = () =>
-  start(NODE, ["examples/origin/server.ts"], {
+  startGroup("origin", NODE, ["examples/origin/server.ts"], {
+    ...process.env,
     PORT: String(ORIGIN_PORT),
     WSPRISM_WEBHOOK_SECRET: SECRET,
     WSPRISM_API_KEY: "",
     PUSH_EVERY_MS: "0",
-  });
+  }, process.cwd());
 
 /** Event ids of message events the origin processed (redeliveries are logged as such, not processed). */
 function processedMessageIds(lines: string[]): string[] {
@@ -107,7 +48,8 @@ describe("end to end: gateway + example origin as processes", () => {
     if (!(await portFree(ORIGIN_PORT))) throw new Error(`port ${ORIGIN_PORT} is busy (is npm start running?)`);
     const port = await freePort();
     base = `127.0.0.1:${port}`;
-    gateway = start(
+    gateway = startGroup(
+      "gateway",
       "node_modules/.bin/wrangler",
       [
         "dev",
@@ -120,7 +62,8 @@ describe("end to end: gateway + example origin as processes", () => {
         "--var", `DEMO_WEBHOOK_SECRET:${SECRET}`,
         "--var", `DEMO_API_KEY:${API_KEY}`,
       ],
-      { CI: "1", WRANGLER_SEND_METRICS: "false" },
+      { ...process.env, CI: "1", WRANGLER_SEND_METRICS: "false" },
+      process.cwd(),
     );
     origin = startOrigin();
     await waitHealthy(`http://${base}/healthz`, gateway, 90_000);
@@ -128,8 +71,8 @@ describe("end to end: gateway + example origin as processes", () => {
   }, 120_000);
 
   afterAll(async () => {
-    await stop(origin);
-    await stop(gateway);
+    await stopGroup(origin);
+    await stopGroup(gateway);
   });
 
   it("loses nothing while the origin is down, and delivers each event once after dedup, in order", async () => {
@@ -154,8 +97,8 @@ describe("end to end: gateway + example origin as processes", () => {
     await waitFor(isAck, 3, 15_000);
 
     // Origin down: events are accepted and wait in the room's durable outbox.
-    await stop(origin, "SIGKILL");
-    originLines.push(...origin!.out);
+    await killGroup(origin);
+    originLines.push(...origin!.lines);
     for (let seq = 4; seq <= 8; seq++) send(seq);
     await new Promise((r) => setTimeout(r, 2_500));
     expect(inbox.filter(isAck).length).toBe(3);
@@ -166,7 +109,7 @@ describe("end to end: gateway + example origin as processes", () => {
     expect(acks.map((a) => a.data.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     ws.close();
     await new Promise((r) => setTimeout(r, 300));
-    originLines.push(...origin.out);
+    originLines.push(...origin.lines);
 
     const ids = processedMessageIds(originLines);
     const unique = [...new Set(ids)];

@@ -14,12 +14,11 @@
  * The demo tenant's chat posts to 127.0.0.1:8788 (policies/default.yaml), so the
  * origin takes that port: stop `npm start` before running the tests.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, killGroup, portFree, startGroup, stopGroup, waitHealthy, type Proc } from "../../bench/lib/proc.ts";
 
 const NODE = process.execPath;
 const SECRET = "whsec_ZTJlLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM=";
@@ -28,76 +27,19 @@ const ORIGIN_PORT = 8788;
 /** Messages bob sends while alice is away. */
 const N = 10;
 
-interface Proc {
-  proc: ChildProcess;
-  out: string[];
-}
-
-function start(cmd: string, args: string[], env: Record<string, string>): Proc {
-  const proc = spawn(cmd, args, { env: { ...process.env, ...env }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  const out: string[] = [];
-  const take = (chunk: Buffer) => out.push(...chunk.toString("utf8").split("\n"));
-  proc.stdout!.on("data", take);
-  proc.stderr!.on("data", take);
-  return { proc, out };
-}
-
-function stop(p: Proc | undefined, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-  if (!p || p.proc.exitCode !== null || p.proc.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    p.proc.once("exit", () => resolve());
-    try {
-      process.kill(-p.proc.pid!, signal);
-    } catch {
-      resolve();
-    }
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once("error", () => resolve(false));
-    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
-  });
-}
-
-async function waitHealthy(url: string, p: Proc, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (p.proc.exitCode !== null) throw new Error(`process exited early:\n${p.out.join("\n")}`);
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      /* not up yet */
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url} never became healthy:\n${p.out.slice(-40).join("\n")}`);
-}
-
 const startOrigin = () =>
-  start(NODE, ["examples/origin/server.ts"], {
+  startGroup("origin", NODE, ["examples/origin/server.ts"], {
+    ...process.env,
     PORT: String(ORIGIN_PORT),
     WSPRISM_WEBHOOK_SECRET: SECRET,
     WSPRISM_API_KEY: "",
     PUSH_EVERY_MS: "0",
-  });
+  }, process.cwd());
 
 /** The gateway on `port`, its state in `persistTo`: the same two on a restart. */
 async function startGateway(port: number, persistTo: string): Promise<Proc> {
-  return start(
+  return startGroup(
+    "gateway",
     "node_modules/.bin/wrangler",
     [
       "dev",
@@ -110,7 +52,8 @@ async function startGateway(port: number, persistTo: string): Promise<Proc> {
       "--var", `DEMO_WEBHOOK_SECRET:${SECRET}`,
       "--var", `DEMO_API_KEY:${API_KEY}`,
     ],
-    { CI: "1", WRANGLER_SEND_METRICS: "false" },
+    { ...process.env, CI: "1", WRANGLER_SEND_METRICS: "false" },
+    process.cwd(),
   );
 }
 
@@ -192,8 +135,8 @@ describe("end to end: resume with recovery across a gateway restart", () => {
 
   afterAll(async () => {
     for (const c of open) c.ws.close();
-    await stop(origin);
-    await stop(gateway);
+    await stopGroup(origin);
+    await stopGroup(gateway);
   });
 
   it("after a restart, alice resumes with the same epoch and gets exactly what she missed, then live frames", async () => {
@@ -218,7 +161,7 @@ describe("end to end: resume with recovery across a gateway restart", () => {
     const headBefore = bob.head;
 
     // 2. The gateway dies (no close frames) and comes back on the same port and storage.
-    await stop(gateway, "SIGKILL");
+    await killGroup(gateway);
     expect(await alice.closed).not.toBe(1000);
     expect(await bob.closed).not.toBe(1000);
     const deadline = Date.now() + 15_000;
