@@ -136,10 +136,11 @@ export function drive(senders: Sender[], hz: number, until: number, send: (s: Se
   });
 }
 
-/** Wait until pred() or the deadline. */
-export async function until(pred: () => boolean, ms: number): Promise<void> {
+/** Wait until pred() or the deadline: whether pred() held. */
+export async function until(pred: () => boolean, ms: number): Promise<boolean> {
   const deadline = now() + ms;
   while (now() < deadline && !pred()) await sleep(20);
+  return pred();
 }
 
 /** No new frame for this long after the window: what is missing is lost, not late. */

@@ -24,25 +24,17 @@
  */
 import WebSocket from "ws";
 import { closeAll, connectAll, envelope, type Conn, type ConnectSpec } from "../lib/clients.ts";
-import { CpuMeter } from "../lib/meter.ts";
 import { sleep } from "../lib/proc.ts";
 import { now, Samples, type Summary } from "../lib/stats.ts";
+import { measuredSlice, newTally, tallied, type SliceCfg, type Tally } from "./slices.ts";
 import { sliceOrder } from "../lib/storm.ts";
-import { CONNECT_CONCURRENCY, connectNote, drain, drive, membersPerRoom, quiet, type BenchEnv, type DrainReport, type LoadResult, type Sender } from "./common.ts";
+import { CONNECT_CONCURRENCY, connectNote, membersPerRoom, quiet, until, type BenchEnv, type LoadResult } from "./common.ts";
 
 export const RECOVERY_TENANT = "bench-recovery";
 export type RecoveryMode = "norec" | "rec" | "rec-full";
 export const RECOVERY_MODES: readonly RecoveryMode[] = ["rec", "rec-full", "norec"];
 
-export interface RecoveryCfg {
-  rooms: number;
-  clients: number;
-  hz: number;
-  /** Measured slices per mode, in mirrored turns. */
-  slices: number;
-  sliceMs: number;
-  warmMs: number;
-  drainMs: number;
+export interface RecoveryCfg extends SliceCfg {
   /** Characters of padding in each relay (its data): the relayed frame is about this plus ~170 bytes. */
   padBytes: number;
   /** The tenant's recovery.max_bytes: what `rec-full` fills each room's log to, with relays of about `fillBytes`. */
@@ -60,23 +52,10 @@ function relay(svc: string, t: number, measured: boolean, pad: string, extra = "
   return `{"v":1,"svc":"${svc}","type":"m"${extra},"data":{"t":${t},"m":${measured ? 1 : 0},"p":"${pad}"}}`;
 }
 
-interface ModeState {
+interface ModeState extends Tally {
   mode: RecoveryMode;
   svc: string;
-  senders: Sender[];
-  members: number[];
-  samples: Samples;
-  sent: number;
-  expected: number;
-  received: number;
-  arrived: number;
-  skipped: number;
-  measuredMs: number;
-  cpuMs: number;
-  loadgenMs: number;
-  otherMs: number;
-  drains: DrainReport[];
-  errors: Record<string, number>;
+  /** Relays received with an `off`. */
   offs: number;
 }
 
@@ -89,30 +68,7 @@ export interface RecoveryLoad extends LoadResult {
 }
 
 function result(k: ModeState, conns: number, note: string | null, connectMs: number): RecoveryLoad {
-  const durS = k.measuredMs / 1000;
-  const pct = (ms: number) => (k.measuredMs > 0 ? (100 * ms) / k.measuredMs : 0);
-  const worst = k.drains.find((d) => d.outcome === "timeout") ?? k.drains.find((d) => d.outcome === "stalled") ?? k.drains.at(-1) ?? null;
-  return {
-    kind: "gateway",
-    mode: k.mode,
-    ok: conns > 0,
-    note,
-    connected: conns,
-    connectMs,
-    sentPerS: durS > 0 ? k.sent / durS : 0,
-    deliveredPerS: durS > 0 ? k.arrived / durS : 0,
-    expected: k.expected,
-    received: k.received,
-    drops: k.expected - k.received,
-    drain: worst,
-    latency: k.samples.summary(),
-    errors: k.errors,
-    skippedSends: k.skipped,
-    cpu: { wallMs: k.measuredMs, workerdPct: pct(k.cpuMs), loadgenPct: pct(k.loadgenMs), otherPct: pct(k.otherMs) },
-    cpuUsPerDelivered: k.arrived > 0 ? (k.cpuMs * 1000) / k.arrived : null,
-    cpuUsPerSent: k.sent > 0 ? (k.cpuMs * 1000) / k.sent : null,
-    withOff: k.offs,
-  };
+  return { ...tallied(k), kind: "gateway", mode: k.mode, ok: conns > 0, note, connected: conns, connectMs, withOff: k.offs };
 }
 
 /**
@@ -140,15 +96,6 @@ async function fillLog(env: BenchEnv, room: string, r: number, cfg: RecoveryCfg)
   if (!(await until(() => acked, 120_000))) throw new Error(`fill ${room}: no ack after ${n} relays`);
   await closeAll(rep.conns);
   return { n, len };
-}
-
-async function until(pred: () => boolean, ms: number): Promise<boolean> {
-  const deadline = now() + ms;
-  while (!pred()) {
-    if (now() > deadline) return false;
-    await sleep(5);
-  }
-  return true;
 }
 
 /** Part 1: the three modes in mirrored turns; `first` gives the first slice's order. */
@@ -180,11 +127,8 @@ export async function recoveryThroughput(env: BenchEnv, cfg: RecoveryCfg, first:
     return {
       mode,
       svc: mode === "norec" ? "norec" : "rec",
-      senders: conns.map((conn) => ({ conn, next: 0, n: 0 })),
-      members: membersPerRoom(conns, cfg.rooms),
-      samples: new Samples(cap),
-      sent: 0, expected: 0, received: 0, arrived: 0, skipped: 0, measuredMs: 0, cpuMs: 0, loadgenMs: 0, otherMs: 0,
-      drains: [], errors: {}, offs: 0,
+      ...newTally(conns.map((conn) => ({ conn, next: 0, n: 0 })), membersPerRoom(conns, cfg.rooms), new Samples(cap)),
+      offs: 0,
     };
   });
   const byMode = new Map(states.map((k) => [k.mode, k]));
@@ -216,32 +160,8 @@ export async function recoveryThroughput(env: BenchEnv, cfg: RecoveryCfg, first:
   const pad = "x".repeat(cfg.padBytes);
   for (let i = 0; i < cfg.slices; i++) {
     for (const k of sliceOrder(states, i)) {
-      const mStart = now() + cfg.warmMs;
-      const mEnd = mStart + cfg.sliceMs;
-      const meter = new CpuMeter(env.pids);
-      const startTimer = setTimeout(() => {
-        cur.measuring = k;
-        meter.start();
-      }, cfg.warmMs);
-      k.skipped += await drive(k.senders, cfg.hz, mEnd, (s, t) => {
-        const measured = t >= mStart && t < mEnd;
-        s.conn.ws.send(relay(k.svc, t, measured, pad));
-        if (measured) {
-          k.sent++;
-          k.expected += k.members[s.conn.room]! - 1;
-        }
-      });
-      clearTimeout(startTimer);
-      if (cur.measuring === k) {
-        const r = meter.stop();
-        cur.measuring = null;
-        k.measuredMs += r.wallMs;
-        k.cpuMs += (r.workerdPct / 100) * r.wallMs;
-        k.loadgenMs += (r.loadgenPct / 100) * r.wallMs;
-        k.otherMs += (r.otherPct / 100) * r.wallMs;
-      }
-      // Everything of this slice delivered, workerd idle again: a saturated slice's backlog is not the next mode's.
-      k.drains.push(await drain(() => k.received >= k.expected, () => k.received, cfg.drainMs));
+      await measuredSlice(env, cfg, k, cur, (s, t, measured) => s.conn.ws.send(relay(k.svc, t, measured, pad)));
+      // Everything of this slice delivered (above), workerd idle again: a saturated slice's backlog is not the next mode's.
       await quiet(env, 0, cfg.drainMs);
     }
   }

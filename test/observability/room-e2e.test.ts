@@ -3,7 +3,7 @@
  * /metrics, and the session gauge follows joins and leaves.
  */
 import { exports } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, it } from "vitest";
 import { seriesKey } from "../../src/observability/prometheus.ts";
 import { dev, uniqueRoom } from "../helpers/ws.ts";
 

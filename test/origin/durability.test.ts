@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { checked } from "../helpers/model.ts";
 import { Outbox, type OriginEvent } from "../../src/origin/outbox.ts";
 import type { RoomObject } from "../../src/room/room.ts";
 import { script, waitForLog } from "../helpers/origin.ts";
@@ -225,22 +226,10 @@ describe("outbox model", () => {
           state.storage.kv.delete(`outbox:batch:${SVC}`);
           const real: Real = { state, outbox: new Outbox(state.storage) };
           const model: Model = { rows: [], batch: null, next: 0 };
-          fc.modelRun(() => ({ model, real }), [...cmds].map((c) => wrap(c)));
+          fc.modelRun(() => ({ model, real }), [...cmds].map((c) => checked(c, checkInvariants)));
         }),
         { numRuns: 150 },
       );
     });
   });
 });
-
-/** Check the invariants after every command. */
-function wrap(c: fc.Command<Model, Real>): fc.Command<Model, Real> {
-  return {
-    check: (m) => c.check(m),
-    run: (m, r) => {
-      c.run(m, r);
-      checkInvariants(m, r);
-    },
-    toString: () => c.toString(),
-  };
-}

@@ -12,6 +12,7 @@ import fc from "fast-check";
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { checked } from "../helpers/model.ts";
 import { History, type Address, type HistoryLimits } from "../../src/room/history.ts";
 import type { RoomObject } from "../../src/room/room.ts";
 import { uniqueRoom } from "../helpers/ws.ts";
@@ -144,17 +145,6 @@ function checkInvariants(m: Model, r: Real): void {
   }
 }
 
-function wrap(c: fc.Command<Model, Real>): fc.Command<Model, Real> {
-  return {
-    check: (m) => c.check(m),
-    run: (m, r) => {
-      c.run(m, r);
-      checkInvariants(m, r);
-    },
-    toString: () => c.toString(),
-  };
-}
-
 /** Frame bodies: ASCII mostly, with 2-, 3- and 4-byte UTF-8 characters; some longer than the whole budget. */
 const body = fc.oneof(
   { weight: 4, arbitrary: fc.string({ unit: fc.constantFrom("a", "b", "é", "中", "😀"), maxLength: 60 }) },
@@ -201,7 +191,7 @@ describe("history model", () => {
       fc.assert(
         fc.property(limits, fc.commands(commands, { maxCommands: 60, size: "large" }), (l, cmds) => {
           const setup = fresh(state, l);
-          fc.modelRun(() => setup, [...cmds].map(wrap));
+          fc.modelRun(() => setup, [...cmds].map((c) => checked(c, checkInvariants)));
         }),
         { numRuns: 300 },
       );

@@ -12,21 +12,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, killGroup, portFree, startGroup, stopGroup, waitHealthy, type Proc } from "../../bench/lib/proc.ts";
-
-const NODE = process.execPath;
-const SECRET = "whsec_ZTJlLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM=";
-const API_KEY = "e2e-api-key";
-const ORIGIN_PORT = 8788;
-
-const startOrigin = () =>
-  startGroup("origin", NODE, ["examples/origin/server.ts"], {
-    ...process.env,
-    PORT: String(ORIGIN_PORT),
-    WSPRISM_WEBHOOK_SECRET: SECRET,
-    WSPRISM_API_KEY: "",
-    PUSH_EVERY_MS: "0",
-  }, process.cwd());
+import { freePort, killGroup, portFree, stopGroup, waitHealthy, type Proc } from "../../bench/lib/proc.ts";
+import { ORIGIN_PORT, startGateway, startOrigin } from "./lib/demo-stack.ts";
 
 /** Event ids of message events the origin processed (redeliveries are logged as such, not processed). */
 function processedMessageIds(lines: string[]): string[] {
@@ -48,23 +35,7 @@ describe("end to end: gateway + example origin as processes", () => {
     if (!(await portFree(ORIGIN_PORT))) throw new Error(`port ${ORIGIN_PORT} is busy (is npm start running?)`);
     const port = await freePort();
     base = `127.0.0.1:${port}`;
-    gateway = startGroup(
-      "gateway",
-      "node_modules/.bin/wrangler",
-      [
-        "dev",
-        "--ip", "127.0.0.1",
-        "--port", String(port),
-        "--inspector-port", String(await freePort()),
-        "--persist-to", mkdtempSync(join(tmpdir(), "wsprism-e2e-")),
-        "--show-interactive-dev-session=false",
-        "--var", "WSPRISM_ALLOW_DEV_AUTH:1",
-        "--var", `DEMO_WEBHOOK_SECRET:${SECRET}`,
-        "--var", `DEMO_API_KEY:${API_KEY}`,
-      ],
-      { ...process.env, CI: "1", WRANGLER_SEND_METRICS: "false" },
-      process.cwd(),
-    );
+    gateway = await startGateway(port, mkdtempSync(join(tmpdir(), "wsprism-e2e-")));
     origin = startOrigin();
     await waitHealthy(`http://${base}/healthz`, gateway, 90_000);
     await waitHealthy(`http://127.0.0.1:${ORIGIN_PORT}/healthz`, origin, 20_000);

@@ -18,44 +18,11 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, killGroup, portFree, startGroup, stopGroup, waitHealthy, type Proc } from "../../bench/lib/proc.ts";
+import { freePort, killGroup, portFree, stopGroup, waitHealthy, type Proc } from "../../bench/lib/proc.ts";
+import { ORIGIN_PORT, startGateway, startOrigin } from "./lib/demo-stack.ts";
 
-const NODE = process.execPath;
-const SECRET = "whsec_ZTJlLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM=";
-const API_KEY = "e2e-api-key";
-const ORIGIN_PORT = 8788;
 /** Messages bob sends while alice is away. */
 const N = 10;
-
-const startOrigin = () =>
-  startGroup("origin", NODE, ["examples/origin/server.ts"], {
-    ...process.env,
-    PORT: String(ORIGIN_PORT),
-    WSPRISM_WEBHOOK_SECRET: SECRET,
-    WSPRISM_API_KEY: "",
-    PUSH_EVERY_MS: "0",
-  }, process.cwd());
-
-/** The gateway on `port`, its state in `persistTo`: the same two on a restart. */
-async function startGateway(port: number, persistTo: string): Promise<Proc> {
-  return startGroup(
-    "gateway",
-    "node_modules/.bin/wrangler",
-    [
-      "dev",
-      "--ip", "127.0.0.1",
-      "--port", String(port),
-      "--inspector-port", String(await freePort()),
-      "--persist-to", persistTo,
-      "--show-interactive-dev-session=false",
-      "--var", "WSPRISM_ALLOW_DEV_AUTH:1",
-      "--var", `DEMO_WEBHOOK_SECRET:${SECRET}`,
-      "--var", `DEMO_API_KEY:${API_KEY}`,
-    ],
-    { ...process.env, CI: "1", WRANGLER_SEND_METRICS: "false" },
-    process.cwd(),
-  );
-}
 
 type Frame = { v?: number; svc: string; type: string; data?: any; off?: number; [k: string]: unknown };
 
