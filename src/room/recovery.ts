@@ -43,7 +43,7 @@ export class Recovery {
   /** Whether `svc`'s frames are logged (a service's own setting, else the tenant's). */
   static on(t: TenantPolicy, svc: string): boolean {
     const service = t.serviceMap.get(svc);
-    return service && "recovery" in service ? service.recovery : t.recovery.enabled;
+    return service ? service.recovery : t.recovery.enabled;
   }
 
   /** Log `frame` for `to` when `svc` keeps a log; the text to send (with `off`), else the frame unchanged. */
