@@ -5,9 +5,10 @@
  *  1. compiles the policies and runs the microbenchmarks (bench/micro.ts);
  *  2. starts the example origin on 127.0.0.1:8788 (the demo tenant's chat URL;
  *     only when the ext scenario runs, so e.g. `--only storm` leaves 8788 alone)
- *     and `wrangler dev -c bench/wrangler.bench.toml` (the real gateway plus the
+ *     and the bench build of bench/wrangler.bench.toml (the real gateway plus the
  *     BaselineRoom object, the partyserver PartyRoom and counters, bench/entry.ts)
- *     on a free port, with a temporary --persist-to;
+ *     served by workerd (or `wrangler dev`, --runtime) on a free port, with
+ *     temporary storage;
  *  3. runs the scenarios against the gateway AND the baseline, alternating which
  *     goes first: idle connections, hot relay fan-out (four ways: the gateway,
  *     the gateway with `coalesce: true`, partyserver, the baseline), hot `state`
@@ -24,8 +25,12 @@
  * Options:
  *   --full              longer and larger runs (2000 idle connections, 30 s windows)
  *   --only a,b          only these: micro, idle, fanout, state, ext, recovery, storm, origin
- *   --via-proxy         connect through wrangler's proxy port instead of the
- *                       runtime's own port (an extra process hop for both targets)
+ *   --runtime workerd   (default) serve the bench build with workerd itself, as
+ *                       production runs it (bench/lib/workerd.ts says why)
+ *   --runtime wrangler  serve it with `wrangler dev` (its development harness:
+ *                       an outbound interceptor worker and a streaming tail)
+ *   --via-proxy         with --runtime wrangler: connect through wrangler's proxy
+ *                       port instead of the runtime's own port (an extra hop)
  *   --out <file>        JSON results (default bench/results/latest.json)
  *
  * Linux only (it reads /proc for RSS and CPU). Everything listens on 127.0.0.1.
@@ -57,7 +62,7 @@ import { runRecovery } from "./run/parts/recovery.ts";
 import { runState } from "./run/parts/state.ts";
 import { runStorm } from "./run/parts/storm.ts";
 import { elapsedS, printTable, rows, say, verdicts } from "./run/report.ts";
-import { checkBenchConfig, cleanup, gatewayStats, peerStats, startTargets, stopOnSignals, wranglerTail, wranglerVersion } from "./run/targets.ts";
+import { checkBenchConfig, cleanup, gatewayStats, peerStats, startTargets, stopOnSignals, runtimeTail, wranglerVersion } from "./run/targets.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const NODE = process.execPath;
@@ -75,7 +80,7 @@ function emptyResults(profile: Profile): Results {
       wrangler: wranglerVersion(ROOT),
       loadavgAtStart: os.loadavg(),
     },
-    target: { via: "", base: "" },
+    target: { via: "", base: "", runtime: "" },
     config: profile,
     micro: null,
     idle: null,
@@ -132,9 +137,9 @@ async function main(): Promise<number> {
   }
 
   // 2. The example origin on 8788 (ext lane), the bench origin and Pushpin (events to origins), the bench gateway.
-  const targets = await startTargets(ROOT, NODE, parts, opts.viaProxy);
+  const targets = await startTargets(ROOT, NODE, parts, opts);
   if (targets.extSkipped) exitCode = 1;
-  results.target = { via: targets.via, base: targets.base };
+  results.target = { via: targets.via, base: targets.base, runtime: opts.runtime };
   results.machine.workerd = targets.workerd;
   say(`ready: workerd ${targets.workerd}; clients connect to ${targets.base} (${targets.via})`);
   const env: BenchEnv = { base: targets.base, pids: () => workerdPids(targets.pgid), runId: Date.now().toString(36), log: say };
@@ -200,8 +205,8 @@ try {
   code = await main();
 } catch (err) {
   console.error(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-  const tail = wranglerTail();
-  if (tail.length > 0) console.error(`last wrangler output:\n  ${tail.join("\n  ")}`);
+  const tail = runtimeTail();
+  if (tail.length > 0) console.error(`last runtime output:\n  ${tail.join("\n  ")}`);
   code = 1;
 } finally {
   await cleanup();

@@ -22,7 +22,7 @@ export interface Results {
   date: string;
   profile: string;
   machine: Record<string, unknown>;
-  target: { via: string; base: string };
+  target: { via: string; base: string; runtime: string };
   config: Profile;
   micro: MicroResult[] | null;
   idle: IdleResult[] | null;

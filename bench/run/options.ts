@@ -9,9 +9,13 @@ import type { OriginCfg } from "../lib/origins.ts";
 export const ALL = ["micro", "idle", "fanout", "state", "ext", "recovery", "storm", "origin"] as const;
 export type Part = (typeof ALL)[number];
 
+export type Runtime = "workerd" | "wrangler";
+
 export interface Options {
   full: boolean;
   viaProxy: boolean;
+  /** workerd: the bench build served by workerd itself (bench/lib/workerd.ts); wrangler: through `wrangler dev`. */
+  runtime: Runtime;
   out: string;
   parts: Set<Part>;
 }
@@ -23,13 +27,14 @@ export function parseOptions(root: string): Options {
       full: { type: "boolean", default: false },
       only: { type: "string" },
       "via-proxy": { type: "boolean", default: false },
+      runtime: { type: "string", default: "workerd" },
       out: { type: "string", default: join(root, "bench/results/latest.json") },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
   });
   if (opts.help) {
-    console.log("usage: npm run bench [-- --full] [-- --only micro,idle,fanout,state,ext,recovery,storm,origin] [-- --via-proxy] [-- --out file.json]");
+    console.log("usage: npm run bench [-- --full] [-- --only micro,idle,fanout,state,ext,recovery,storm,origin] [-- --runtime workerd|wrangler] [-- --via-proxy] [-- --out file.json]");
     process.exit(0);
   }
   const parts = new Set<Part>(
@@ -44,7 +49,16 @@ export function parseOptions(root: string): Options {
         })
       : ALL,
   );
-  return { full: opts.full!, viaProxy: opts["via-proxy"]!, out: opts.out!, parts };
+  const runtime = opts.runtime as Runtime;
+  if (runtime !== "workerd" && runtime !== "wrangler") {
+    console.error(`--runtime: "${opts.runtime}" is not workerd or wrangler`);
+    process.exit(2);
+  }
+  if (opts["via-proxy"] && runtime !== "wrangler") {
+    console.error("--via-proxy: only with --runtime wrangler (workerd alone has no proxy)");
+    process.exit(2);
+  }
+  return { full: opts.full!, viaProxy: opts["via-proxy"]!, runtime, out: opts.out!, parts };
 }
 
 /** The sizes and durations of every part, quick or --full. */

@@ -1,6 +1,7 @@
 /**
- * The processes the bench starts and stops: `wrangler dev` on the bench build
- * (the gateway, the baseline and partyserver in one workerd), the example origin
+ * The processes the bench starts and stops: the bench build (the gateway, the
+ * baseline and partyserver in one workerd), served by workerd itself (default,
+ * bench/lib/workerd.ts) or by `wrangler dev` (--runtime wrangler), the example origin
  * on 8788 (ext), the bench origin and Pushpin (events to origins). Each runs in
  * its own process group, killed at the end, also on Ctrl-C.
  */
@@ -12,13 +13,15 @@ import { join } from "node:path";
 import { pushpinProblem, startPushpin, type Pushpin } from "../lib/pushpin.ts";
 import { exePath, freePort, groupPids, listeningPorts, portFree, startGroup, stopGroup, waitHealthy, workerdPids, type Proc } from "../lib/proc.ts";
 import type { RoomStatsView } from "../scenarios/common.ts";
-import type { Part } from "./options.ts";
+import { prepareWorkerd } from "../lib/workerd.ts";
+import type { Part, Runtime } from "./options.ts";
 import { say } from "./report.ts";
 
 /** Must match the demo tenant's services.chat.url in policies/default.yaml. */
 export const ORIGIN_PORT = 8788;
 
-let wrangler: Proc | undefined;
+/** The runtime: `workerd serve` or `wrangler dev` (its process group holds every workerd of the bench build). */
+let runtime: Proc | undefined;
 let origin: Proc | undefined;
 /** The bench origin of "events to origins" (bench/origin.ts), and Pushpin in front of it. */
 let sink: Proc | undefined;
@@ -31,9 +34,9 @@ export async function cleanup(): Promise<void> {
   await pushpin?.stop();
   await stopGroup(sink);
   await stopGroup(origin);
-  await stopGroup(wrangler);
-  if (wrangler?.proc.pid !== undefined && groupPids(wrangler.proc.pid).length > 0) {
-    say(`warning: processes of group ${wrangler.proc.pid} survived SIGKILL`);
+  await stopGroup(runtime);
+  if (runtime?.proc.pid !== undefined && groupPids(runtime.proc.pid).length > 0) {
+    say(`warning: processes of group ${runtime.proc.pid} survived SIGKILL`);
   }
   if (persistDir) rmSync(persistDir, { recursive: true, force: true });
 }
@@ -43,15 +46,15 @@ export function stopOnSignals(): void {
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.on(signal, () => {
       if (stopping) return;
-      say(`${signal}: stopping wrangler, the origins and Pushpin`);
+      say(`${signal}: stopping the runtime, the origins and Pushpin`);
       void cleanup().then(() => process.exit(130));
     });
   }
 }
 
-/** wrangler's last lines, for the error message of a failed run. */
-export function wranglerTail(): string[] {
-  return wrangler?.lines.slice(-20) ?? [];
+/** The runtime's last lines, for the error message of a failed run. */
+export function runtimeTail(): string[] {
+  return runtime?.lines.slice(-20) ?? [];
 }
 
 /** The runtime's own port (the miniflare entry in the user worker's workerd), to skip wrangler's proxy hop. */
@@ -120,7 +123,7 @@ export interface Targets {
   /** host:port the clients connect to, and how (direct, or through wrangler's proxy). */
   base: string;
   via: string;
-  /** wrangler's process group: its workerd processes are the targets' CPU and RSS. */
+  /** The runtime's process group: its workerd processes are the targets' CPU and RSS. */
   pgid: number;
   workerd: string;
   /** Why the ext scenario cannot run (8788 busy), or null. */
@@ -131,7 +134,7 @@ export interface Targets {
   /** Why Pushpin is not measured, or null. */
   pushpinMissing: string | null;
   sinkPids: () => number[];
-  wranglerLines: () => string[];
+  runtimeLines: () => string[];
 }
 
 /**
@@ -139,7 +142,8 @@ export interface Targets {
  * instead), the bench origin and Pushpin (only when origin runs), and `wrangler
  * dev` on the bench build, then find the runtime's own port unless viaProxy.
  */
-export async function startTargets(root: string, node: string, parts: Set<Part>, viaProxy: boolean): Promise<Targets> {
+export async function startTargets(root: string, node: string, parts: Set<Part>, how: { viaProxy: boolean; runtime: Runtime }): Promise<Targets> {
+  const { viaProxy } = how;
   const secret = `whsec_${randomBytes(24).toString("base64")}`;
   let extSkipped: string | null = null;
   if (parts.has("ext")) {
@@ -165,37 +169,38 @@ export async function startTargets(root: string, node: string, parts: Set<Part>,
     sink = startGroup("bench-origin", node, ["bench/origin.ts"], { ...process.env, PORT: String(sinkPort) }, root);
   }
   const port = await freePort();
-  const inspector = await freePort();
   persistDir = mkdtempSync(join(os.tmpdir(), "wsprism-bench-"));
-  say(`starting wrangler dev -c bench/wrangler.bench.toml on 127.0.0.1:${port}`);
-  wrangler = startGroup(
-    "wrangler",
-    node,
-    [
-      join(root, "node_modules/wrangler/bin/wrangler.js"),
-      "dev",
-      "-c", "bench/wrangler.bench.toml",
-      "--ip", "127.0.0.1",
-      "--port", String(port),
-      "--inspector-port", String(inspector),
-      "--persist-to", persistDir,
-      "--show-interactive-dev-session=false",
-      "--log-level", "warn",
-      "--var", "WSPRISM_ALLOW_DEV_AUTH:1",
-      "--var", `DEMO_WEBHOOK_SECRET:${secret}`,
-      "--var", `BENCH_ORIGIN_SECRET:${secret}`,
-    ],
-    {
-      ...process.env,
-      CI: "1",
-      WRANGLER_SEND_METRICS: "false",
-      NO_COLOR: "1",
-      ...(sinkPort !== null ? { BENCH_ORIGIN_PORT: String(sinkPort) } : {}),
-    },
-    root,
-  );
-  const pgid = wrangler.proc.pid!;
-  await waitHealthy(`http://127.0.0.1:${port}/healthz`, wrangler, 120_000);
+  const vars = { WSPRISM_ALLOW_DEV_AUTH: "1", DEMO_WEBHOOK_SECRET: secret, BENCH_ORIGIN_SECRET: secret };
+  const buildEnv = { ...process.env, ...(sinkPort !== null ? { BENCH_ORIGIN_PORT: String(sinkPort) } : {}) };
+  let inspector = -1;
+  if (how.runtime === "workerd") {
+    say(`bundling bench/wrangler.bench.toml (wrangler deploy --dry-run) and serving it with workerd on 127.0.0.1:${port}`);
+    const w = prepareWorkerd({ root, node, toml: "bench/wrangler.bench.toml", dir: persistDir, port, vars, env: buildEnv });
+    runtime = startGroup("workerd", w.bin, w.args, process.env, w.cwd);
+  } else {
+    inspector = await freePort();
+    say(`starting wrangler dev -c bench/wrangler.bench.toml on 127.0.0.1:${port}`);
+    runtime = startGroup(
+      "wrangler",
+      node,
+      [
+        join(root, "node_modules/wrangler/bin/wrangler.js"),
+        "dev",
+        "-c", "bench/wrangler.bench.toml",
+        "--ip", "127.0.0.1",
+        "--port", String(port),
+        "--inspector-port", String(inspector),
+        "--persist-to", persistDir,
+        "--show-interactive-dev-session=false",
+        "--log-level", "warn",
+        ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+      ],
+      { ...buildEnv, CI: "1", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+      root,
+    );
+  }
+  const pgid = runtime.proc.pid!;
+  await waitHealthy(`http://127.0.0.1:${port}/healthz`, runtime, 120_000);
   if (origin) await waitHealthy(`http://127.0.0.1:${ORIGIN_PORT}/healthz`, origin, 20_000);
   let pushpinMissing: string | null = null;
   if (sink && sinkPort !== null) {
@@ -213,8 +218,8 @@ export async function startTargets(root: string, node: string, parts: Set<Part>,
     }
   }
   let base = `127.0.0.1:${port}`;
-  let via = "wrangler's proxy port";
-  if (!viaProxy) {
+  let via = how.runtime === "workerd" ? "workerd serve (no wrangler dev harness)" : "wrangler's proxy port";
+  if (how.runtime === "wrangler" && !viaProxy) {
     const direct = await directPort(pgid, port, inspector);
     if (direct !== null) {
       base = `127.0.0.1:${direct}`;
@@ -232,7 +237,7 @@ export async function startTargets(root: string, node: string, parts: Set<Part>,
     pushpin,
     pushpinMissing,
     sinkPids: () => (sinkProc?.proc.pid ? groupPids(sinkProc.proc.pid).map((s) => s.pid) : []),
-    wranglerLines: () => wrangler?.lines ?? [],
+    runtimeLines: () => runtime?.lines ?? [],
   };
 }
 

@@ -32,7 +32,7 @@ export async function runOrigin(ctx: Ctx, sinkPort: number): Promise<void> {
       pushpinBase: pp?.base ?? null,
       pids: { gateway: () => workerdPids(pgid), pushpin: () => pp?.pids() ?? [], sink: ctx.targets.sinkPids },
       family: { gateway: () => groupPids(pgid).map((s) => s.pid), pushpin: () => pp?.pids() ?? [] },
-      logs: { gateway: ctx.targets.wranglerLines, pushpin: () => pp?.proc.lines ?? [] },
+      logs: { gateway: ctx.targets.runtimeLines, pushpin: () => pp?.proc.lines ?? [] },
       clockOffsetMs: clock.offsetMs,
     },
     c,

@@ -1,0 +1,134 @@
+/**
+ * `--runtime workerd` (the default): serve the bench build with the workerd
+ * binary that wrangler ships, from a config written here, instead of through
+ * `wrangler dev`.
+ *
+ * Why: `wrangler dev` wraps every worker in a development harness that the
+ * production runtime does not have. Every outbound `fetch()` of the worker goes
+ * through miniflare's outbound interceptor, a second JavaScript worker that
+ * re-issues it, and every invocation is reported to a streaming tail worker.
+ * Measured on this machine (a bare Durable Object POSTing in a loop, same
+ * workerd binary): 1.06 ms of CPU per fetch under `wrangler dev`, 0.39 ms under
+ * `workerd serve`. Events to origins is mostly fetches, so the harness, not the
+ * gateway, would dominate its CPU per event. `--runtime wrangler` keeps the old
+ * way (docs/performance.md, "Runtime").
+ *
+ * The build is wrangler's own: `wrangler deploy --dry-run --outdir` runs the
+ * bench's custom build and bundles bench/entry.ts exactly as `wrangler dev`
+ * does; this module only writes the workerd config around it (the Durable Object
+ * namespaces of bench/wrangler.bench.toml, SQLite storage in a temporary
+ * directory, the variables as text bindings, and a network that may reach
+ * 127.0.0.1, where the bench origin listens).
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+
+/** The workerd binary wrangler itself runs (its own dependency, not a second copy). */
+export function workerdBinary(root: string): string {
+  const req = createRequire(join(root, "node_modules/wrangler/package.json"));
+  const mod = req("workerd") as { default?: string } | string;
+  return typeof mod === "string" ? mod : mod.default!;
+}
+
+/** What the config needs of bench/wrangler.bench.toml. */
+export interface BenchToml {
+  main: string;
+  compatibilityDate: string;
+  compatibilityFlags: string[];
+  /** Durable Object bindings: binding name → class name. */
+  durableObjects: Array<{ name: string; className: string }>;
+}
+
+/** Reads the few keys used (the file is ours; anything else in it is ignored). */
+export function readBenchToml(file: string): BenchToml {
+  const text = readFileSync(file, "utf8");
+  const str = (key: string) => new RegExp(`^${key}\\s*=\\s*"([^"]+)"`, "m").exec(text)?.[1];
+  const flags = /^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(text)?.[1] ?? "";
+  const durableObjects: BenchToml["durableObjects"] = [];
+  for (const block of text.split(/^\s*\[\[durable_objects\.bindings\]\]\s*$/m).slice(1)) {
+    const body = block.split(/^\s*\[/m)[0]!;
+    const name = /^\s*name\s*=\s*"([^"]+)"/m.exec(body)?.[1];
+    const className = /^\s*class_name\s*=\s*"([^"]+)"/m.exec(body)?.[1];
+    if (name && className) durableObjects.push({ name, className });
+  }
+  const main = str("main");
+  const compatibilityDate = str("compatibility_date");
+  if (!main || !compatibilityDate || durableObjects.length === 0) throw new Error(`${file}: main, compatibility_date or Durable Object bindings not found`);
+  return {
+    main,
+    compatibilityDate,
+    compatibilityFlags: [...flags.matchAll(/"([^"]+)"/g)].map((m) => m[1]!),
+    durableObjects,
+  };
+}
+
+/** Bundle the bench build into `outDir` with wrangler (its custom build included); returns the entry module's file name. */
+export function bundle(root: string, node: string, toml: string, outDir: string, env: NodeJS.ProcessEnv): string {
+  const r = spawnSync(node, [join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outDir, "-c", toml], {
+    cwd: root,
+    env: { ...env, CI: "1", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  if (r.status !== 0) throw new Error(`wrangler deploy --dry-run failed (${r.status ?? r.signal}):\n${(r.stdout + r.stderr).split("\n").slice(-20).join("\n")}`);
+  const entry = readdirSync(outDir).find((f) => f.endsWith(".js"));
+  if (!entry) throw new Error(`wrangler deploy --dry-run wrote no .js to ${outDir}`);
+  return entry;
+}
+
+const capnpString = (s: string) => JSON.stringify(s);
+
+/** The workerd config: one worker (the bundle), its Durable Objects on local SQLite, served on 127.0.0.1:port. */
+export function workerdConfig(o: { toml: BenchToml; entry: string; port: number; storeDir: string; vars: Record<string, string> }): string {
+  const bindings = [
+    ...o.toml.durableObjects.map((d) => `(name = ${capnpString(d.name)}, durableObjectNamespace = ${capnpString(d.className)})`),
+    ...Object.entries(o.vars).map(([k, v]) => `(name = ${capnpString(k)}, text = ${capnpString(v)})`),
+  ];
+  const namespaces = o.toml.durableObjects.map((d) => `(className = ${capnpString(d.className)}, uniqueKey = ${capnpString(`bench-${d.className}`)}, enableSql = true)`);
+  return `# Generated by bench/lib/workerd.ts for one bench run; not edited, not kept.
+using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .gateway),
+    (name = "store", disk = (path = ${capnpString(o.storeDir)}, writable = true)),
+    (name = "net", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "http", address = ${capnpString(`127.0.0.1:${o.port}`)}, http = (), service = "main")],
+);
+const gateway :Workerd.Worker = (
+  modules = [(name = ${capnpString(o.entry)}, esModule = embed ${capnpString(o.entry)})],
+  compatibilityDate = ${capnpString(o.toml.compatibilityDate)},
+  compatibilityFlags = [${o.toml.compatibilityFlags.map(capnpString).join(", ")}],
+  bindings = [
+    ${bindings.join(",\n    ")},
+  ],
+  durableObjectNamespaces = [
+    ${namespaces.join(",\n    ")},
+  ],
+  durableObjectStorage = (localDisk = "store"),
+  globalOutbound = "net",
+);
+`;
+}
+
+/** Bundle, write the config next to the bundle; returns [binary, args, cwd] to spawn. */
+export function prepareWorkerd(o: {
+  root: string;
+  node: string;
+  toml: string;
+  dir: string;
+  port: number;
+  vars: Record<string, string>;
+  env: NodeJS.ProcessEnv;
+}): { bin: string; args: string[]; cwd: string } {
+  const outDir = join(o.dir, "bundle");
+  const storeDir = join(o.dir, "store");
+  mkdirSync(outDir, { recursive: true });
+  mkdirSync(storeDir, { recursive: true });
+  const entry = bundle(o.root, o.node, o.toml, outDir, o.env);
+  const config = workerdConfig({ toml: readBenchToml(join(o.root, o.toml)), entry, port: o.port, storeDir, vars: o.vars });
+  writeFileSync(join(outDir, "config.capnp"), config);
+  return { bin: workerdBinary(o.root), args: ["serve", "config.capnp", "--experimental"], cwd: outDir };
+}
