@@ -30,6 +30,9 @@ export * from "../src/index.ts";
 
 interface BenchEnv extends Env {
   BASELINE: DurableObjectNamespace<BaselineRoom>;
+  FORWARDER: DurableObjectNamespace<BaselineForwarder>;
+  /** Where BaselineForwarder posts (the bench origin's /bare path); set by bench/run/targets.ts when events to origins runs. */
+  BENCH_ORIGIN_URL?: string;
   PARTY_ROOM: DurableObjectNamespace<PartyRoom>;
 }
 
@@ -59,6 +62,7 @@ interface Count {
 const gatewayCounts = new Map<string, Count>();
 const baselineCounts = new Map<string, Count>();
 const partyCounts = new Map<string, Count>();
+const forwarderCounts = new Map<string, Count>();
 
 function countFor(map: Map<string, Count>, id: DurableObjectId): Count {
   const key = id.toString();
@@ -146,6 +150,51 @@ export class BaselineRoom extends DurableObject<BenchEnv> {
   }
 }
 
+/**
+ * The platform's limit for events to origins: a bare hibernatable-WebSocket
+ * Durable Object that POSTs every message, as received, to the bench origin. One
+ * fetch per message, nothing else: no parsing, no signature, no ordering, no
+ * batching, no durability, no answer to the client, no retry. What the gateway
+ * does on top of that is its own cost. GET /baseline/forward?room=…
+ */
+export class BaselineForwarder extends DurableObject<BenchEnv> {
+  private readonly count: Count;
+  private readonly bornAt = Date.now();
+
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
+    super(ctx, env);
+    this.count = countFor(forwarderCounts, ctx.id);
+    this.count.constructed++;
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return new Response("upgrade required", { status: 426 });
+    if (!this.env.BENCH_ORIGIN_URL) return new Response("BENCH_ORIGIN_URL is not set", { status: 503 });
+    const pair = new WebSocketPair();
+    this.ctx.acceptWebSocket(pair[1]);
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  override async webSocketMessage(_ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    this.count.messages++;
+    try {
+      const res = await fetch(this.env.BENCH_ORIGIN_URL!, { method: "POST", body: message });
+      await res.body?.cancel();
+    } catch {
+      // the bench counts what arrived; a lost message shows there
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    try {
+      ws.close(code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1000, "");
+    } catch {
+      // already closed
+    }
+  }
+}
+
 /** Stats of a peer object (baseline, partyserver): it sends no state batches. */
 function peerStats(count: Count, ctx: DurableObjectState, bornAt: number): RoomStats {
   return {
@@ -218,6 +267,11 @@ export default {
         const room = url.searchParams.get("room") ?? "";
         if (!ROOM_RE.test(room)) return bad("missing or malformed room");
         return env.BASELINE.get(env.BASELINE.idFromName(room)).fetch(request);
+      }
+      case "/baseline/forward": {
+        const room = url.searchParams.get("room") ?? "";
+        if (!ROOM_RE.test(room)) return bad("missing or malformed room");
+        return env.FORWARDER.get(env.FORWARDER.idFromName(room)).fetch(request);
       }
       case "/bench/baseline-stats": {
         const room = url.searchParams.get("room") ?? "";

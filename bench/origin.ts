@@ -6,6 +6,9 @@
  *
  *   POST /gw…   the gateway's webhooks (docs/origins.md): JSON {events: [...]},
  *               answered 200 with an empty body (every event accepted, no action).
+ *   POST /bare… the bare forwarder's requests (bench/entry.ts, BaselineForwarder):
+ *               one client frame per request, as the client sent it; answered 200
+ *               with an empty body.
  *   POST /pp…   Pushpin's WebSocket-over-HTTP requests (Content-Type
  *               application/websocket-events: OPEN, TEXT <hex length>, CLOSE, …),
  *               answered 200 with OPEN to an OPEN and CLOSE to a CLOSE.
@@ -107,6 +110,19 @@ function onGateway(body: Buffer, arrival: number): void {
     if (t) seen.add(t);
   }
   countPost(seen);
+}
+
+/** One client frame: {"v":1,"svc":…,"data":{r,c,n,t}}. */
+function onBare(body: Buffer, arrival: number): void {
+  let frame: unknown;
+  try {
+    frame = JSON.parse(body.toString("utf8"));
+  } catch {
+    badRequests++;
+    return;
+  }
+  const t = record((frame as { data?: unknown } | null)?.data, arrival);
+  countPost(t ? new Set([t]) : new Set());
 }
 
 interface WsEvent {
@@ -234,6 +250,11 @@ const server = createServer((req, res) => {
       const body = Buffer.concat(chunks, size);
       if (url.pathname.startsWith("/gw")) {
         onGateway(body, arrival);
+        res.writeHead(200, { "content-length": 0 });
+        return res.end();
+      }
+      if (url.pathname.startsWith("/bare")) {
+        onBare(body, arrival);
         res.writeHead(200, { "content-length": 0 });
         return res.end();
       }

@@ -16,7 +16,12 @@ import { cpuMs, foreignConnections, machineCpu, sleep } from "./proc.ts";
 import { connectNote, drive, quiet, type BenchEnv, type Sender } from "../scenarios/common.ts";
 import { now, type Summary } from "./stats.ts";
 
-export type OriginTarget = "gateway" | "pushpin";
+/** baseline: a bare Durable Object that POSTs each message, nothing else (bench/entry.ts, BaselineForwarder): the platform's limit. */
+export type OriginTarget = "gateway" | "pushpin" | "baseline";
+/** One letter per target in room names and tags. */
+const LETTER: Record<OriginTarget, string> = { gateway: "g", pushpin: "p", baseline: "b" };
+/** Targets served by the bench build's workerd (the others: Pushpin). */
+const inWorkerd = (t: OriginTarget) => t !== "pushpin";
 export const ORIGIN_TENANT = "bench-origin";
 const CONNECT_CONCURRENCY = 32;
 /** A step is clean when every event arrived, p99 below this, at the offered rate. */
@@ -26,6 +31,8 @@ export interface OriginCfg {
   rates: number[];
   clients: number;
   rooms: number;
+  /** The bare forwarding object runs only at rates up to this. */
+  baselineMaxRate: number;
   warmMs: number;
   windowMs: number;
   /**
@@ -50,6 +57,7 @@ export interface OriginEnv {
   family: { gateway: () => number[]; pushpin: () => number[] };
   /** The target's output lines so far (a bounded buffer: Proc.lines), to keep what it said during a step. */
   logs: { gateway: () => string[]; pushpin: () => string[] };
+  /* The baseline runs in the gateway's workerd: its pids, family and logs are the gateway's. */
   /** Origin clock minus generator clock, ms (measureClockOffset). */
   clockOffsetMs: number;
 }
@@ -118,11 +126,13 @@ function specs(env: OriginEnv, target: OriginTarget, rate: number, cfg: OriginCf
   const out: ConnectSpec[] = [];
   for (let i = 0; i < cfg.clients; i++) {
     const r = Math.floor(i / perRoom);
-    const room = `o-${env.runId}-${rate}-${target === "gateway" ? "g" : "p"}${r}`;
+    const room = `o-${env.runId}-${rate}-${LETTER[target]}${r}`;
     const url =
       target === "gateway"
         ? `ws://${env.gatewayBase}/v1/ws?tenant=${ORIGIN_TENANT}&room=${room}&ticket=dev:u${i}`
-        : `ws://${env.pushpinBase}/pp/${room}?user=u${i}`;
+        : target === "baseline"
+          ? `ws://${env.gatewayBase}/baseline/forward?room=${room}`
+          : `ws://${env.pushpinBase}/pp/${room}?user=u${i}`;
     out.push({ url, idx: i, room: r, authed: target === "gateway" });
   }
   return out;
@@ -177,7 +187,8 @@ interface SinkStats {
 
 /** One rate, one target. */
 export async function originStep(env: OriginEnv, target: OriginTarget, rate: number, cfg: OriginCfg): Promise<OriginStep> {
-  const tag = `o${env.runId}-${rate}-${target === "gateway" ? "g" : "p"}`;
+  const tag = `o${env.runId}-${rate}-${LETTER[target]}`;
+  const side = inWorkerd(target) ? "gateway" : "pushpin";
   const warmTag = `${tag}-w`;
   const wanted = cfg.clients;
   const offered = Math.round((rate * cfg.windowMs) / 1000);
@@ -187,7 +198,7 @@ export async function originStep(env: OriginEnv, target: OriginTarget, rate: num
   const errors: Record<string, number> = {};
   const closeCodes: Record<string, number> = {};
   let stepOver = false;
-  const lastLine = env.logs[target]().at(-1);
+  const lastLine = env.logs[side]().at(-1);
   let wsError: string | null = null;
   for (const c of conns) {
     c.ws.on("close", (code: number) => {
@@ -240,12 +251,12 @@ export async function originStep(env: OriginEnv, target: OriginTarget, rate: num
   }
   // The rate is the total: each connected client sends its share.
   const hz = rate / conns.length;
-  const targetPort = Number((target === "gateway" ? env.gatewayBase : env.pushpinBase ?? "").split(":")[1]);
+  const targetPort = Number((side === "gateway" ? env.gatewayBase : env.pushpinBase ?? "").split(":")[1]);
   let foreignConns = 0;
   const lookForeign = () => {
-    if (Number.isInteger(targetPort)) foreignConns = Math.max(foreignConns, foreignConnections(targetPort, env.family[target]()));
+    if (Number.isInteger(targetPort)) foreignConns = Math.max(foreignConns, foreignConnections(targetPort, env.family[side]()));
   };
-  const meter = new StepMeter(env.pids[target], env.pids.sink);
+  const meter = new StepMeter(env.pids[side], env.pids.sink);
   const wStart = now() + cfg.warmMs;
   const wEnd = wStart + cfg.windowMs;
   let sent = 0;
@@ -289,7 +300,7 @@ export async function originStep(env: OriginEnv, target: OriginTarget, rate: num
   const closedEarly = conns.filter((c) => c.closed).length;
   stepOver = true;
   await closeAll(conns, 3_000);
-  const lines = env.logs[target]();
+  const lines = env.logs[side]();
   const log = lines
     .slice(lastLine === undefined ? 0 : lines.lastIndexOf(lastLine) + 1)
     .slice(0, 50)
@@ -344,7 +355,8 @@ export async function originSteps(env: OriginEnv, cfg: OriginCfg, targets: Origi
   const calm: BenchEnv = { base: env.gatewayBase, pids: both, runId: env.runId, log: env.log };
   for (let i = 0; i < cfg.rates.length; i++) {
     const rate = cfg.rates[i]!;
-    const order = (i % 2 === 0) === gatewayFirst ? targets : [...targets].reverse();
+    const here = targets.filter((t) => t !== "baseline" || rate <= cfg.baselineMaxRate);
+    const order = (i % 2 === 0) === gatewayFirst ? here : [...here].reverse();
     for (const target of order) {
       await sleep(300);
       const q = await quiet(calm, 1_200, cfg.settleMaxMs);

@@ -170,7 +170,8 @@ export async function startTargets(root: string, node: string, parts: Set<Part>,
   }
   const port = await freePort();
   persistDir = mkdtempSync(join(os.tmpdir(), "wsprism-bench-"));
-  const vars = { WSPRISM_ALLOW_DEV_AUTH: "1", DEMO_WEBHOOK_SECRET: secret, BENCH_ORIGIN_SECRET: secret };
+  const vars: Record<string, string> = { WSPRISM_ALLOW_DEV_AUTH: "1", DEMO_WEBHOOK_SECRET: secret, BENCH_ORIGIN_SECRET: secret };
+  if (sinkPort !== null) vars.BENCH_ORIGIN_URL = `http://127.0.0.1:${sinkPort}/bare`;
   const buildEnv = { ...process.env, ...(sinkPort !== null ? { BENCH_ORIGIN_PORT: String(sinkPort) } : {}) };
   let inspector = -1;
   if (how.runtime === "workerd") {

@@ -7,7 +7,7 @@ import { groupPids, workerdPids } from "../../lib/proc.ts";
 import type { Ctx } from "../context.ts";
 import { say, verdicts } from "../report.ts";
 
-// Events to origins, the gateway against Pushpin. Last: a wedged gateway
+// Events to origins, the gateway against Pushpin and the bare forwarding object. Last: a wedged gateway
 // leaves a durable backlog that workerd keeps working off after the step.
 export async function runOrigin(ctx: Ctx, sinkPort: number): Promise<void> {
   const { env, profile, results } = ctx;
@@ -15,11 +15,12 @@ export async function runOrigin(ctx: Ctx, sinkPort: number): Promise<void> {
   const c = profile.origin;
   const sinkBase = `127.0.0.1:${sinkPort}`;
   const clock = await measureClockOffset(sinkBase);
-  const targets: OriginTarget[] = pushpin ? ["gateway", "pushpin"] : ["gateway"];
+  // The bare forwarding object (bench/entry.ts) runs in the gateway's workerd: the platform's floor for this path.
+  const targets: OriginTarget[] = pushpin ? ["gateway", "baseline", "pushpin"] : ["gateway", "baseline"];
   const first = ctx.order()[0]!;
   say(
     `origin: ${c.clients} clients in ${c.rooms} rooms send chat:send open loop at ${c.rates.map((r) => r.toLocaleString("en-US")).join(", ")} events/s; ` +
-      `${targets.length > 1 ? `gateway and Pushpin in turns (${first === "gateway" ? "gateway" : "Pushpin"} first)` : "gateway only"}, ${c.windowMs / 1000} s windows; ` +
+      `${targets.join(", ")} in turns (mirrored at every other step, ${first === "gateway" ? targets[0] : targets.at(-1)} first), ${c.windowMs / 1000} s windows; ` +
       `clock offset to the origin ${clock.offsetMs.toFixed(3)} ms (rtt ${clock.rttMs.toFixed(2)} ms)`,
   );
   const pp = pushpin;
