@@ -29,6 +29,8 @@
  *                       production runs it (bench/lib/workerd.ts says why)
  *   --runtime wrangler  serve it with `wrangler dev` (its development harness:
  *                       an outbound interceptor worker and a streaming tail)
+ *   --origin-rates a,b  events to origins at these rates (events/s) instead of
+ *                       the profile's
  *   --via-proxy         with --runtime wrangler: connect through wrangler's proxy
  *                       port instead of the runtime's own port (an extra hop)
  *   --out <file>        JSON results (default bench/results/latest.json)
@@ -117,6 +119,7 @@ async function main(): Promise<number> {
   const opts = parseOptions(ROOT);
   const { parts } = opts;
   const profile = makeProfile(opts.full);
+  if (opts.originRates) profile.origin.rates = opts.originRates;
   let exitCode = 0;
   const results = emptyResults(profile);
   say(`profile ${profile.name}; ${os.cpus().length} cores (${results.machine.cpuModel}), node ${process.version}`);

@@ -14,6 +14,8 @@ export type Runtime = "workerd" | "wrangler";
 export interface Options {
   full: boolean;
   viaProxy: boolean;
+  /** --origin-rates: the events-to-origins steps instead of the profile's (null: the profile's). */
+  originRates: number[] | null;
   /** workerd: the bench build served by workerd itself (bench/lib/workerd.ts); wrangler: through `wrangler dev`. */
   runtime: Runtime;
   out: string;
@@ -28,13 +30,14 @@ export function parseOptions(root: string): Options {
       only: { type: "string" },
       "via-proxy": { type: "boolean", default: false },
       runtime: { type: "string", default: "workerd" },
+      "origin-rates": { type: "string" },
       out: { type: "string", default: join(root, "bench/results/latest.json") },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
   });
   if (opts.help) {
-    console.log("usage: npm run bench [-- --full] [-- --only micro,idle,fanout,state,ext,recovery,storm,origin] [-- --runtime workerd|wrangler] [-- --via-proxy] [-- --out file.json]");
+    console.log("usage: npm run bench [-- --full] [-- --only micro,idle,fanout,state,ext,recovery,storm,origin] [-- --runtime workerd|wrangler] [-- --origin-rates 8000,32000] [-- --via-proxy] [-- --out file.json]");
     process.exit(0);
   }
   const parts = new Set<Part>(
@@ -58,7 +61,15 @@ export function parseOptions(root: string): Options {
     console.error("--via-proxy: only with --runtime wrangler (workerd alone has no proxy)");
     process.exit(2);
   }
-  return { full: opts.full!, viaProxy: opts["via-proxy"]!, runtime, out: opts.out!, parts };
+  let originRates: number[] | null = null;
+  if (opts["origin-rates"] !== undefined) {
+    originRates = opts["origin-rates"].split(",").map((r) => Number(r.trim()));
+    if (originRates.some((r) => !Number.isInteger(r) || r < 1 || r > 1_000_000)) {
+      console.error(`--origin-rates: "${opts["origin-rates"]}" is not a list of events/s (integers, comma-separated)`);
+      process.exit(2);
+    }
+  }
+  return { full: opts.full!, viaProxy: opts["via-proxy"]!, runtime, originRates, out: opts.out!, parts };
 }
 
 /** The sizes and durations of every part, quick or --full. */

@@ -11,7 +11,7 @@ import { describe, expect, it } from "vitest";
 import { checked } from "../helpers/model.ts";
 import { Outbox, type OriginEvent } from "../../src/origin/outbox.ts";
 import type { RoomObject } from "../../src/room/room.ts";
-import { script, waitForLog } from "../helpers/origin.ts";
+import { originLog, script, waitForLog } from "../helpers/origin.ts";
 import { connect, uniqueRoom } from "../helpers/ws.ts";
 
 const join = (user: string, room: string) => connect({ tenant: "hooks", room, ticket: `dev:${user}` });
@@ -84,6 +84,41 @@ describe("outbox writes: when waiting, not on receipt", () => {
     expect(log[1]!.json.events.map((e: OriginEvent) => e.kind)).toEqual(["message"]);
     expect(log[2]!.json.events.map((e: OriginEvent) => [e.kind, e.user])).toEqual([["open", "bob"]]);
   });
+
+  it("a long busy run of a healthy stream writes nothing and sets no alarm: batch after batch stays in memory", async () => {
+    // The bench's collapse past 16,000 events/s: after 50 batches in a row the
+    // run yielded to the alarm, which wrote every held message and put the
+    // stream on the storage path (a write per event, the output gate on every
+    // send), where it never caught up again.
+    const room = `shed-${uniqueRoom()}`;
+    const shedStub = env.ROOMS.get(env.ROOMS.idFromName(`shed/${room}`));
+    await script(room, [{ status: 200, delayMs: 400 }], { status: 200 });
+    const a = await connect({ tenant: "shed", room, ticket: "dev:alice" }); // batch_max 5, messages only
+    await runInDurableObject(shedStub, (o: RoomObject) => {
+      const outbox = o.bridge.outbox as Outbox & { writes?: number };
+      const persist = outbox.persist.bind(outbox);
+      outbox.writes = 0;
+      outbox.persist = (svc: string) => {
+        const wrote = persist(svc);
+        if (wrote) outbox.writes! += 1;
+        return wrote;
+      };
+    });
+    a.send(chat(1));
+    await waitForLog(room, (l) => l.length === 1); // its POST hangs for 400 ms
+    const n = 300; // 60 batches of 5 behind it, more than one run's 50
+    for (let i = 2; i <= n; i++) a.send(chat(i));
+    const acked = new Set<number>();
+    while (acked.size < n) acked.add((await a.nextOf("sys", "ack", 5000)).data.seq as number);
+    const after = await runInDurableObject(shedStub, (o: RoomObject, state: DurableObjectState) => ({
+      writes: (o.bridge.outbox as Outbox & { writes?: number }).writes,
+      rows: storedRows(state).length,
+      streamAlarm: o.alarms.get("outbox/chat") ?? null,
+    }));
+    expect(after).toEqual({ writes: 0, rows: 0, streamAlarm: null });
+    const log = await originLog(room);
+    expect(log.flatMap((r) => r.json.events.map((e: OriginEvent) => e.seq))).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+  }, 20_000);
 });
 
 // --- Model-based: the outbox against a model, with restarts ------------------
