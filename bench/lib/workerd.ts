@@ -130,5 +130,7 @@ export function prepareWorkerd(o: {
   const entry = bundle(o.root, o.node, o.toml, outDir, o.env);
   const config = workerdConfig({ toml: readBenchToml(join(o.root, o.toml)), entry, port: o.port, storeDir, vars: o.vars });
   writeFileSync(join(outDir, "config.capnp"), config);
-  return { bin: workerdBinary(o.root), args: ["serve", "config.capnp", "--experimental"], cwd: outDir };
+  // BENCH_INSPECTOR_PORT: open the V8 inspector there (CPU profiles with Chrome DevTools; docs/performance.md).
+  const inspector = o.env.BENCH_INSPECTOR_PORT ? [`--inspector-addr=127.0.0.1:${Number(o.env.BENCH_INSPECTOR_PORT)}`] : [];
+  return { bin: workerdBinary(o.root), args: ["serve", "config.capnp", "--experimental", ...inspector], cwd: outDir };
 }

@@ -47,8 +47,17 @@ export async function readBounded(msg: Request | Response, max: number): Promise
   return all;
 }
 
+const decoder = new TextDecoder();
+
 /** `readBounded` decoded as UTF-8 text; null when too large or malformed in length. */
 export async function readBoundedText(msg: Request | Response, max: number): Promise<string | null> {
+  const declared = msg.headers.get("Content-Length");
+  // The usual answers: empty (nothing to read), or a declared length within bounds (one native call).
+  if (declared === "0") {
+    await msg.body?.cancel();
+    return "";
+  }
+  if (declared !== null && /^\d+$/.test(declared) && Number(declared) <= max) return await msg.text();
   const bytes = await readBounded(msg, max);
-  return bytes === null || bytes === "bad_length" ? null : new TextDecoder().decode(bytes);
+  return bytes === null || bytes === "bad_length" ? null : decoder.decode(bytes);
 }
