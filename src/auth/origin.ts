@@ -197,7 +197,7 @@ async function askOrigin(
   const body = JSON.stringify({ ticket, tenant: ctx.tenant, room: ctx.room, ip: ctx.ip });
   let headers: Record<string, string>;
   try {
-    headers = webhookHeaders(secret, newMessageId(), body);
+    headers = await webhookHeaders(secret, newMessageId(), body);
   } catch {
     log("error", "auth.origin_secret_invalid", { trace_id: "-", ...fields, secret_env: auth.secret_env });
     return { result: unavailable("origin auth is not configured"), cacheable: false };

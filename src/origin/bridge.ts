@@ -292,7 +292,7 @@ async function post(env: Env, service: OriginService, id: string, body: string):
   const secret = readSecret(env, service.secret_env);
   if (!secret) return { kind: "retry", why: `secret ${service.secret_env} is not set` };
   try {
-    const headers = webhookHeaders(secret, id, body);
+    const headers = await webhookHeaders(secret, id, body);
     const res = await fetch(service.url, {
       method: "POST",
       headers,

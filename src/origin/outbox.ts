@@ -360,9 +360,15 @@ export class Outbox {
       const c = this.storedCount.get(svc);
       if (c !== undefined) this.storedCount.set(svc, Math.max(0, c - rows.length));
     } else {
-      const held = (this.mem.get(svc) ?? []).filter((r) => r.batch !== batchId);
-      if (held.length > 0) this.mem.set(svc, held);
-      else this.mem.delete(svc);
+      // A memory batch is the head of its stream's memory rows (sealed from the
+      // head, finished before the next is sealed): drop that many from the front,
+      // not a scan of the whole backlog per batch.
+      const held = this.mem.get(svc) ?? [];
+      let k = 0;
+      while (k < held.length && held[k]!.batch === batchId) k++;
+      if (k > 0) held.splice(0, k);
+      else if (held.some((r) => r.batch === batchId)) this.mem.set(svc, held.filter((r) => r.batch !== batchId));
+      if ((this.mem.get(svc) ?? []).length === 0) this.mem.delete(svc);
     }
     this.sealed.delete(batchId);
     this.oldest.delete(svc); // read again when next needed

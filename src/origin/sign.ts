@@ -5,43 +5,64 @@
  *   webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
  *
  * The key is the base64 part of a `whsec_…` secret (a secret without the prefix
- * is taken as base64 too). Signing is the `standardwebhooks` reference library's.
+ * is taken as base64 too, as the reference libraries do).
+ *
+ * The HMAC is the runtime's (crypto.subtle), not the `standardwebhooks` package,
+ * which the tests verify every signature with: it hashes in JavaScript, and for
+ * a batch of 50 events (~10 KB) that took a quarter of the gateway's CPU in a
+ * profile at 48,000 events/s.
  */
-
-import { Webhook } from "standardwebhooks";
 
 const encoder = new TextEncoder();
-/** One signer per secret (the decoded key); a policy names few secrets. */
-const signers = new Map<string, Webhook>();
+const keyCache = new Map<string, Promise<CryptoKey>>();
 const MAX_CACHED_KEYS = 64;
 
-function signer(secret: string): Webhook {
-  let w = signers.get(secret);
-  if (!w) {
-    if (signers.size >= MAX_CACHED_KEYS) signers.delete(signers.keys().next().value!);
-    w = new Webhook(secret); // strips `whsec_`, decodes base64; throws on an empty key
-    signers.set(secret, w);
-  }
-  return w;
+function secretBytes(secret: string): Uint8Array {
+  const b64 = secret.startsWith("whsec_") ? secret.slice("whsec_".length) : secret;
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
 }
 
-/**
- * `v1,<base64>` for one message, by the reference library (synchronous: HMAC in
- * JavaScript costs a few µs for a webhook body, less than a round trip through
- * crypto.subtle's promise). Throws only on a secret that is not base64.
- */
-export function signWebhook(secret: string, id: string, timestampSec: number, body: string): string {
-  return signer(secret).sign(id, new Date(timestampSec * 1000), body);
+function hmacKey(secret: string): Promise<CryptoKey> {
+  let key = keyCache.get(secret);
+  if (!key) {
+    if (keyCache.size >= MAX_CACHED_KEYS) keyCache.delete(keyCache.keys().next().value!);
+    key = crypto.subtle.importKey("raw", secretBytes(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    keyCache.set(secret, key);
+    key.catch(() => keyCache.delete(secret));
+  }
+  return key;
+}
+
+function toBase64(buf: ArrayBuffer): string {
+  const bytes = new Uint8Array(buf);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]!);
+  return btoa(bin);
+}
+
+/** `v1,<base64>` for one message. Throws only on a secret that is not base64. */
+export async function signWebhook(secret: string, id: string, timestampSec: number, body: string): Promise<string> {
+  const key = await hmacKey(secret);
+  const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(`${id}.${timestampSec}.${body}`));
+  return `v1,${toBase64(mac)}`;
 }
 
 /** The three Standard Webhooks headers plus the JSON content type. */
-export function webhookHeaders(secret: string, id: string, body: string, nowMs: number = Date.now()): Record<string, string> {
+export async function webhookHeaders(
+  secret: string,
+  id: string,
+  body: string,
+  nowMs: number = Date.now(),
+): Promise<Record<string, string>> {
   const ts = Math.floor(nowMs / 1000);
   return {
     "content-type": "application/json",
     "webhook-id": id,
     "webhook-timestamp": String(ts),
-    "webhook-signature": signWebhook(secret, id, ts, body),
+    "webhook-signature": await signWebhook(secret, id, ts, body),
   };
 }
 

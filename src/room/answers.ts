@@ -70,8 +70,8 @@ function applyAnswer(room: RoomApi, s: Answered): void {
     room.counters.inc("wsprism_origin_invalid_answers_total", { tenant: meta.tenant, svc });
     log("warn", "origin.invalid_answer", { trace_id: batchId, tenant: meta.tenant, room: meta.room, svc, malformed, invalid });
   }
-  const byId = new Map(rows.map((r) => [r.event_id, r]));
   const rejected = new Set<string>();
+  const byId = actions.length > 0 ? new Map(rows.map((r) => [r.event_id, r])) : new Map<string, OutboxRow>();
   for (const a of actions) {
     try {
       apply(room, meta.room, svc, a, byId, rejected);

@@ -65,7 +65,7 @@ describe("webhookHeaders verifies with the standardwebhooks library", () => {
   });
 
   it("rejects a secret that is not base64", async () => {
-    expect(() => webhookHeaders("whsec_not base64!!", "msg_8", body)).toThrow();
+    await expect(webhookHeaders("whsec_not base64!!", "msg_8", body)).rejects.toThrow();
   });
 
   it("property: any body, id and secret round-trip through the library's verify", async () => {
