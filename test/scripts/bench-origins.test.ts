@@ -11,6 +11,7 @@ import { originVerdicts } from "../../bench/lib/origins-report.ts";
 import { highestClean, type OriginStep, type OriginTarget } from "../../bench/lib/origins.ts";
 import { freePort, startGroup, stopGroup, waitHealthy, type Proc } from "../../bench/lib/proc.ts";
 import { patchInternal } from "../../bench/lib/pushpin.ts";
+import { readBenchToml, workerdConfig } from "../../bench/lib/workerd.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const epoch = () => performance.timeOrigin + performance.now();
@@ -51,6 +52,16 @@ describe("bench origin (bench/origin.ts)", () => {
     expect(s.latency.n).toBe(3);
     expect(s.latency.p50!).toBeGreaterThanOrEqual(49);
     expect(s.latency.p50!).toBeLessThan(5_000);
+  });
+
+  it("records the bare forwarder's frames, one client frame per POST, and refuses one that is not JSON", async () => {
+    const sent = epoch() - 20;
+    const frame = (n: number) => JSON.stringify({ v: 1, svc: "chat", type: "send", seq: n, data: { r: "bare1", c: 3, n, t: sent } });
+    for (const n of [1, 2, 2]) expect((await fetch(`${base}/bare`, { method: "POST", body: frame(n) })).status).toBe(200);
+    expect(await stats("bare1")).toMatchObject({ unique: 2, duplicates: 1, posts: 3 });
+    const before = (await stats("bare1")).badRequests;
+    await fetch(`${base}/bare`, { method: "POST", body: "{not json" });
+    expect((await stats("bare1")).badRequests).toBe(before + 1);
   });
 
   it("answers Pushpin's OPEN and CLOSE in kind and records every TEXT of a request (lengths in bytes, hex)", async () => {
@@ -133,6 +144,13 @@ describe("events to origins: verdicts (bench/lib/origins-report.ts)", () => {
     expect(verdict(steps, "p50 client -> origin")).toMatchObject({ met: true, value: expect.stringContaining("2.00 x") });
     steps[2]!.cpuUsPerDelivered = 200;
     expect(verdict(steps, "CPU per delivered event").met).toBe(true);
+    // The bare forwarding object, when measured, is quoted as the platform's floor (not judged).
+    steps.push(step("baseline", 1_000, { cpuUsPerDelivered: 300 }), step("baseline", 500, { latency: { n: 1, p50: 1, p99: 3, max: 3, mean: 1 } }));
+    expect(verdict(steps, "CPU per delivered event")).toMatchObject({
+      met: true,
+      value: expect.stringContaining("the bare forwarding object: 0.30 x (300 us), gateway/bare 0.67 x"),
+    });
+    expect(verdict(steps, "p50 client -> origin").value).toContain("the bare forwarding object: 1.00 ms");
   });
 
   it("has no Pushpin verdicts but n/a when Pushpin was not measured", () => {
@@ -181,5 +199,27 @@ describe("Pushpin's internal.conf for the bench (bench/lib/pushpin.ts)", () => {
       "zurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out",
       "condure_in_specs=ipc://{rundir}/{ipc_prefix}condure-out",
     ]);
+  });
+});
+
+describe("serving the bench build with workerd itself (bench/lib/workerd.ts)", () => {
+  it("reads the bench config's Durable Objects and writes them, the variables and a local network into the workerd config", () => {
+    const toml = readBenchToml(resolve(ROOT, "bench/wrangler.bench.toml"));
+    expect(toml.main).toBe("entry.ts");
+    expect(toml.compatibilityFlags).toContain("nodejs_compat");
+    expect(toml.durableObjects).toEqual(
+      expect.arrayContaining([
+        { name: "ROOMS", className: "BenchRoomObject" },
+        { name: "FORWARDER", className: "BaselineForwarder" },
+        { name: "PARTY_ROOM", className: "PartyRoom" },
+      ]),
+    );
+    const config = workerdConfig({ toml, entry: "entry.js", port: 4321, storeDir: "/tmp/x", vars: { A: 'say "hi"' } });
+    expect(config).toContain('address = "127.0.0.1:4321"');
+    expect(config).toContain('(name = "ROOMS", durableObjectNamespace = "BenchRoomObject")');
+    expect(config).toContain('(className = "BaselineForwarder", uniqueKey = "bench-BaselineForwarder", enableSql = true)');
+    expect(config).toContain('(name = "A", text = "say \\"hi\\"")');
+    expect(config).toContain('allow = ["public", "private", "local"]');
+    expect(config).toContain(`compatibilityDate = "${toml.compatibilityDate}"`);
   });
 });
