@@ -59,7 +59,7 @@ function senderOf(room: RoomApi, r: OutboxRow): WebSocket[] {
   const cid = cidOf(r);
   if (cid === undefined) return [];
   const out: WebSocket[] = [];
-  for (const [ws, att] of room.members.all()) if (att.sid === r.sid && (att.cid ?? att.trace) === cid) out.push(ws);
+  for (const [ws, att] of room.members.withSid(r.sid)) if ((att.cid ?? att.trace) === cid) out.push(ws);
   return out;
 }
 

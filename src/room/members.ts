@@ -42,6 +42,8 @@ export const SAVE_EVERY_MS = 1_000;
 
 export class Members {
   private index: Map<WebSocket, Attachment> | null = null;
+  /** The same members by sid (built with the index, kept in step with it): answers find their session without a scan. */
+  private sids: Map<string, Set<WebSocket>> | null = null;
   private readonly ctx: DurableObjectState;
 
   constructor(ctx: DurableObjectState) {
@@ -64,6 +66,8 @@ export class Members {
       if (att) index.set(ws, att);
     }
     this.index = index;
+    this.sids = new Map();
+    for (const [ws, att] of index) bySidAdd(this.sids, att.sid, ws);
     return index;
   }
 
@@ -73,7 +77,11 @@ export class Members {
 
   add(ws: WebSocket, att: Attachment): void {
     ws.serializeAttachment(att);
-    this.indexed().set(ws, att);
+    const index = this.indexed();
+    const before = index.get(ws);
+    if (before) bySidDelete(this.sids!, before.sid, ws);
+    index.set(ws, att);
+    bySidAdd(this.sids!, att.sid, ws);
   }
 
   /** When each socket's attachment was last written (this instance only). */
@@ -113,6 +121,7 @@ export class Members {
     const att = index.get(ws) ?? readAttachment(ws);
     if (!att) return undefined;
     index.delete(ws);
+    bySidDelete(this.sids!, att.sid, ws);
     att.gone = true;
     this.save(ws, att);
     return att;
@@ -164,10 +173,33 @@ export class Members {
     return slot < 0 ? { ok: false, code: "RESOURCE_EXHAUSTED" } : { ok: true, slot };
   }
 
-  bySid(sid: string): [WebSocket, Attachment] | undefined {
-    for (const entry of this.all()) if (entry[1].sid === sid) return entry;
-    return undefined;
+  /** The members with this sid (usually one; briefly two while a session is being replaced). */
+  withSid(sid: string): Array<[WebSocket, Attachment]> {
+    const index = this.indexed();
+    const out: Array<[WebSocket, Attachment]> = [];
+    for (const ws of this.sids!.get(sid) ?? []) {
+      const att = index.get(ws);
+      if (att) out.push([ws, att]);
+    }
+    return out;
   }
+
+  bySid(sid: string): [WebSocket, Attachment] | undefined {
+    return this.withSid(sid)[0];
+  }
+}
+
+function bySidAdd(m: Map<string, Set<WebSocket>>, sid: string, ws: WebSocket): void {
+  const set = m.get(sid);
+  if (set) set.add(ws);
+  else m.set(sid, new Set([ws]));
+}
+
+function bySidDelete(m: Map<string, Set<WebSocket>>, sid: string, ws: WebSocket): void {
+  const set = m.get(sid);
+  if (!set) return;
+  set.delete(ws);
+  if (set.size === 0) m.delete(sid);
 }
 
 function readAttachment(ws: WebSocket): Attachment | undefined {
