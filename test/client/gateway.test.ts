@@ -227,7 +227,11 @@ describe("SDK against the gateway", () => {
       new SignJWT({ sub: "erin" })
         .setProtectedHeader({ alg: "HS256" })
         .setAudience("wsprism-test")
-        .setExpirationTime(Math.floor(Date.now() / 1000) + 35)
+        // 37-38 s of life (exp is whole seconds): the refresh is due 3-4 s after the
+        // connect, minus the connect's own time. With 35 s the margin was under a
+        // second, and when rounding plus a slow connect ate it, the time left was
+        // under refreshBeforeExpMs and the SDK waited half the life (17 s) instead.
+        .setExpirationTime(Math.floor(Date.now() / 1000) + 38)
         .sign(secret),
     );
     const sockets: Adapter[] = [];
@@ -242,7 +246,7 @@ describe("SDK against the gateway", () => {
     expect((await authed(erin)).user).toBe("erin");
     expect(sockets[0]!.protocol).toBe("wsprism.v1");
     expect(new URL(sockets[0]!.url).searchParams.has("ticket")).toBe(false);
-    // ~1 s later (35 s life, refresh 34 s before exp): sys:refresh with a new ticket, acked
+    // 3-4 s later (37-38 s life, refresh 34 s before exp): sys:refresh with a new ticket, acked
     // (a generous wait: under a loaded full run the refresh's round trip has taken over 4 s)
     await vi.waitFor(() => expect(acks).toEqual([1]), { timeout: 12_000, interval: 10 });
     expect(getTicket).toHaveBeenCalledTimes(2);
