@@ -105,16 +105,18 @@ export class BenchRoomObject extends RoomObject {
   }
 }
 
-/** The baseline: accept, relay every message to every other socket, nothing else. */
-export class BaselineRoom extends DurableObject<BenchEnv> {
-  private readonly count: Count;
+/**
+ * What both bare objects share: accept hibernatable sockets (the gateway's
+ * `ping` auto-response, so heartbeats never wake them), answer a close, count.
+ */
+abstract class BareSocketObject extends DurableObject<BenchEnv> {
+  protected readonly count: Count;
   private readonly bornAt = Date.now();
 
-  constructor(ctx: DurableObjectState, env: BenchEnv) {
+  constructor(ctx: DurableObjectState, env: BenchEnv, counts: Map<string, Count>) {
     super(ctx, env);
-    this.count = countFor(baselineCounts, ctx.id);
+    this.count = countFor(counts, ctx.id);
     this.count.constructed++;
-    // Same heartbeat as the gateway: answered by the runtime, the object stays asleep.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
   }
 
@@ -123,18 +125,6 @@ export class BaselineRoom extends DurableObject<BenchEnv> {
     const pair = new WebSocketPair();
     this.ctx.acceptWebSocket(pair[1]);
     return new Response(null, { status: 101, webSocket: pair[0] });
-  }
-
-  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    this.count.messages++;
-    for (const other of this.ctx.getWebSockets()) {
-      if (other === ws) continue;
-      try {
-        other.send(message);
-      } catch {
-        // closing socket: skip it
-      }
-    }
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
@@ -150,6 +140,25 @@ export class BaselineRoom extends DurableObject<BenchEnv> {
   }
 }
 
+/** The baseline: accept, relay every message to every other socket, nothing else. */
+export class BaselineRoom extends BareSocketObject {
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
+    super(ctx, env, baselineCounts);
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    this.count.messages++;
+    for (const other of this.ctx.getWebSockets()) {
+      if (other === ws) continue;
+      try {
+        other.send(message);
+      } catch {
+        // closing socket: skip it
+      }
+    }
+  }
+}
+
 /**
  * The platform's limit for events to origins: a bare hibernatable-WebSocket
  * Durable Object that POSTs every message, as received, to the bench origin. One
@@ -157,23 +166,14 @@ export class BaselineRoom extends DurableObject<BenchEnv> {
  * batching, no durability, no answer to the client, no retry. What the gateway
  * does on top of that is its own cost. GET /baseline/forward?room=…
  */
-export class BaselineForwarder extends DurableObject<BenchEnv> {
-  private readonly count: Count;
-  private readonly bornAt = Date.now();
-
+export class BaselineForwarder extends BareSocketObject {
   constructor(ctx: DurableObjectState, env: BenchEnv) {
-    super(ctx, env);
-    this.count = countFor(forwarderCounts, ctx.id);
-    this.count.constructed++;
-    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+    super(ctx, env, forwarderCounts);
   }
 
   override async fetch(request: Request): Promise<Response> {
-    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return new Response("upgrade required", { status: 426 });
     if (!this.env.BENCH_ORIGIN_URL) return new Response("BENCH_ORIGIN_URL is not set", { status: 503 });
-    const pair = new WebSocketPair();
-    this.ctx.acceptWebSocket(pair[1]);
-    return new Response(null, { status: 101, webSocket: pair[0] });
+    return super.fetch(request);
   }
 
   override async webSocketMessage(_ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
@@ -183,14 +183,6 @@ export class BaselineForwarder extends DurableObject<BenchEnv> {
       await res.body?.cancel();
     } catch {
       // the bench counts what arrived; a lost message shows there
-    }
-  }
-
-  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
-    try {
-      ws.close(code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1000, "");
-    } catch {
-      // already closed
     }
   }
 }

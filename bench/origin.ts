@@ -90,14 +90,19 @@ function countPost(seen: Set<Tag>): void {
 }
 
 /** The gateway's webhook body: {tenant, room, events: [{kind, data, …}]}. */
-function onGateway(body: Buffer, arrival: number): void {
-  let parsed: unknown;
+/** The body as JSON, or undefined (counted as a bad request) when it is not JSON. */
+function parseBody(body: Buffer): unknown {
   try {
-    parsed = JSON.parse(body.toString("utf8"));
+    return JSON.parse(body.toString("utf8"));
   } catch {
     badRequests++;
-    return;
+    return undefined;
   }
+}
+
+function onGateway(body: Buffer, arrival: number): void {
+  const parsed = parseBody(body);
+  if (parsed === undefined) return;
   const events = (parsed as { events?: unknown } | null)?.events;
   if (!Array.isArray(events)) {
     badRequests++;
@@ -114,13 +119,8 @@ function onGateway(body: Buffer, arrival: number): void {
 
 /** One client frame: {"v":1,"svc":…,"data":{r,c,n,t}}. */
 function onBare(body: Buffer, arrival: number): void {
-  let frame: unknown;
-  try {
-    frame = JSON.parse(body.toString("utf8"));
-  } catch {
-    badRequests++;
-    return;
-  }
+  const frame = parseBody(body);
+  if (frame === undefined) return;
   const t = record((frame as { data?: unknown } | null)?.data, arrival);
   countPost(t ? new Set([t]) : new Set());
 }

@@ -7,16 +7,10 @@ import { closeAll, connectAll, envelope, type Conn } from "../lib/clients.ts";
 import type { CpuReport } from "../lib/meter.ts";
 import { sleep } from "../lib/proc.ts";
 import { now, Samples, type Summary } from "../lib/stats.ts";
-import { CONNECT_CONCURRENCY, connectNote, drain, drive, meterWindow, specs, type BenchEnv, type DrainReport, type Sender } from "./common.ts";
+import { CONNECT_CONCURRENCY, connectNote, drain, drive, meterWindow, specs, type BenchEnv, type DrainReport, type LoadCfg, type Sender } from "./common.ts";
 
-export interface ExtCfg {
-  rooms: number;
-  clients: number;
-  hz: number;
-  warmMs: number;
-  durMs: number;
-  drainMs: number;
-}
+/** The ext lane's load: the shared shape (rooms x clients at hz, warm-up, window, drain). */
+export type ExtCfg = LoadCfg;
 
 export interface ExtResult {
   ok: boolean;
