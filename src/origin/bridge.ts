@@ -121,12 +121,12 @@ export class OriginBridge {
    * answers anyone, and before any POST goes out (the runtime's output gate holds
    * requests until earlier writes are durable).
    */
-  enqueue(svc: string, service: OriginService, event: OriginEvent, ack: boolean): PushResult {
+  enqueue(svc: string, service: OriginService, event: OriginEvent, ack: boolean, cid = event.trace_id): PushResult {
     const healthy = !this.failing.has(svc);
     const durable = event.kind !== "message" || service.batch_ms > 0 || !healthy;
     if (durable) this.persist(svc);
     // A stream in an outage buffers; a healthy one that cannot keep up sheds.
-    const pushed = this.outbox.push(svc, event, ack, Date.now(), healthy, durable);
+    const pushed = this.outbox.push(svc, event, ack, Date.now(), healthy, durable, cid);
     if (pushed !== "ok") return pushed;
     // A stream in flight takes this event with its next batch.
     if (this.active.has(svc)) return "ok";

@@ -73,7 +73,7 @@ export type OutboxRow = {
   bytes: number;
   created: number;
   batch: string | null;
-  /** The sending connection (its trace id): answers go to it only. Null on rows written before the column. */
+  /** The sending session (its first connection's trace id): answers go to it only. Null on rows written before the column. */
   cid: string | null;
 };
 
@@ -194,7 +194,7 @@ export class Outbox {
    * held in memory until persist(). With `shed`, a message for a stream whose
    * oldest event waited past BACKLOG_SHED_MS is refused.
    */
-  push(svc: string, event: OriginEvent, ack: boolean, now: number, shed = false, durable = true): PushResult {
+  push(svc: string, event: OriginEvent, ack: boolean, now: number, shed = false, durable = true, cid = event.trace_id): PushResult {
     if (shed && event.kind === "message") {
       const oldest = this.oldestOf(svc);
       if (oldest !== null && now - oldest > BACKLOG_SHED_MS) return "backlog";
@@ -222,7 +222,7 @@ export class Outbox {
       bytes,
       created: now,
       batch: null,
-      cid: event.trace_id,
+      cid,
     };
     if (!durable) {
       const held = this.mem.get(svc);

@@ -32,10 +32,14 @@ function notifySenders(room: RoomApi, rows: OutboxRow[], code: "ORIGIN_REJECTED"
   for (const r of rows) if (r.kind === "message") toSender(room, r, errorFrame(code, msg, r.seq ?? undefined, cidOf(r)));
 }
 
-/** Log (when the service keeps a log) and send a frame to the session that sent `r`. */
+/**
+ * Log (when the service keeps a log) and send a frame to the session that sent
+ * `r`: addressed to that session (its `cid`), never to a later holder of its sid.
+ */
 function toSender(room: RoomApi, r: OutboxRow, frame: string): void {
   const sockets = senderOf(room, r);
-  const sent = room.record(frame, { sid: r.sid }, r.svc);
+  const cid = cidOf(r);
+  const sent = cid === undefined ? frame : room.record(frame, { cid }, r.svc, cid);
   for (const ws of sockets) safeSend(ws, sent);
 }
 

@@ -21,7 +21,9 @@ export interface RoomApi {
    * Log an ext frame for recovery when `svc` keeps a log (SPEC section 10) and
    * return the text to send (with its `off`); otherwise the frame as it is.
    */
-  record(frame: string, to: Address, svc: string): string;
+  record(frame: string, to: Address, svc: string, owner?: string): string;
+  /** Whether ghosts that may still come back hold sids here (their directory rows are renewed too). */
+  holdsGhosts(): boolean;
   /** Renew the room's sessions in the tenant directory. */
   renew(members: Attachment[]): Promise<void>;
 }

@@ -62,20 +62,26 @@ export interface PresenceEntry {
   since: number;
 }
 
-export function presence(room: RoomApi): PresenceEntry[] {
-  return [...room.members.all().values()]
-    .map((a) => ({ user: a.user, sid: a.sid, slot: a.slot, since: a.since }))
-    .sort((x, y) => x.slot - y.slot);
+/** A ghost still listed in presence (SPEC section 10: listed until its `leave`). */
+export type ListedGhost = { user: string; sid: string; slot: number; since: number };
+
+/** The room's presence: its live members and the ghosts whose departure is not announced yet. */
+export function presence(room: RoomApi, ghosts: readonly ListedGhost[] = []): PresenceEntry[] {
+  const out = [...room.members.all().values()].map((a) => ({ user: a.user, sid: a.sid, slot: a.slot, since: a.since }));
+  const live = new Set(out.map((e) => e.sid));
+  for (const g of ghosts) if (!live.has(g.sid)) out.push({ user: g.user, sid: g.sid, slot: g.slot, since: g.since });
+  return out.sort((x, y) => x.slot - y.slot);
 }
 
 /** Most members listed in a presence `sync`; beyond, `truncated: true`. */
 export const MAX_SYNC_MEMBERS = 1000;
 
-/** The presence `sync` a newcomer gets right after `authed`: the members already there. */
-export function presenceSync(room: RoomApi, newcomer: WebSocket): { event: "sync"; members: Array<{ user: string; sid: string; slot: number }>; truncated?: true } {
-  const members: Array<{ user: string; sid: string; slot: number }> = [];
-  for (const [ws, a] of room.members.all()) if (ws !== newcomer) members.push({ user: a.user, sid: a.sid, slot: a.slot });
-  members.sort((x, y) => x.slot - y.slot);
+/** The presence `sync` a newcomer gets right after `authed`: everyone else the room lists (ghosts too). */
+export function presenceSync(room: RoomApi, newcomer: WebSocket, ghosts: readonly ListedGhost[] = []): { event: "sync"; members: Array<{ user: string; sid: string; slot: number }>; truncated?: true } {
+  const mine = room.members.all().get(newcomer)?.sid;
+  const members = presence(room, ghosts)
+    .filter((e) => e.sid !== mine)
+    .map(({ user, sid, slot }) => ({ user, sid, slot }));
   if (members.length <= MAX_SYNC_MEMBERS) return { event: "sync", members };
   return { event: "sync", members: members.slice(0, MAX_SYNC_MEMBERS), truncated: true };
 }

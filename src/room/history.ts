@@ -6,15 +6,23 @@
  * offset the room later loses. The epoch is minted with the log and changes
  * only when the room's storage is deleted.
  *
- * Each row keeps who the frame was for (the whole room minus some sids, one
- * sid, or one user), so a resume replays exactly the frames addressed to that
- * session and never another session's private ones. Kept for `window_s`, at
- * most `max_bytes`; what is trimmed moves the floor, below which a resume is
- * `too_old`.
+ * Each row keeps who the frame was for: the whole room minus some sids, one
+ * sid, one user, or one session (`cid`: answers to a session's own messages).
+ * A resume names its session and the offset the session first joined at, so it
+ * replays exactly the frames addressed to that session since then and never
+ * another session's private ones, even one that held the same sid before.
+ *
+ * Bounds (v1.2): kept for `window_s`, at most `max_bytes`; what is trimmed moves
+ * the floor, below which a resume is `too_old`. A row may name its owner (the
+ * session whose message caused it); no owner keeps more than a quarter of
+ * `max_bytes`: beyond it, the owner's own oldest rows leave the log first, so a
+ * member sending large frames cannot push everyone else's history out. A
+ * resume filters in SQL, counts at most `max_messages + 1` rows addressed to
+ * it, and streams the frames a page at a time.
  */
 
 /** Who a logged frame was sent to. */
-export type Address = { room: true; except: readonly string[] } | { sid: string } | { user: string };
+export type Address = { room: true; except: readonly string[] } | { sid: string } | { user: string } | { cid: string };
 
 export interface Position {
   epoch: string;
@@ -29,25 +37,36 @@ export interface HistoryLimits {
 /** Why a resume replays nothing (SPEC section 10). */
 export type ResumeRefusal = "epoch" | "too_old" | "too_many" | "disabled";
 
+/** The session a resume replays for. */
+export interface Reader {
+  sid: string;
+  user: string;
+  cid: string;
+  /** The log's head when the session first joined: nothing at or before it is the session's. */
+  start: number;
+}
+
 const EPOCH_KEY = "history:epoch";
-/** Rows read per step when trimming. */
+/** Rows read per step when trimming, and frames per page of a replay. */
 const TRIM_PAGE = 16;
+export const REPLAY_PAGE = 64;
+/** One owner keeps at most this share of `max_bytes`. */
+export const OWNER_SHARE = 4;
 const encoder = new TextEncoder();
 const FLOOR_KEY = "history:floor";
 
-type Row = {
-  off: number;
-  frame: string;
-  to_sid: string | null;
-  to_user: string | null;
-  excl: string | null;
-};
+/** Rows addressed to a reader after an offset (exactly one of to_cid, to_sid, to_user, or none: the room). */
+const ADDRESSED = `off > ? AND (to_cid = ? OR to_sid = ? OR to_user = ?
+  OR (to_cid IS NULL AND to_sid IS NULL AND to_user IS NULL
+      AND (excl IS NULL OR NOT EXISTS (SELECT 1 FROM json_each(excl) WHERE value = ?))))`;
 
 export class History {
   private readonly storage: DurableObjectStorage;
-  private state: { epoch: string; head: number; floor: number; bytes: number; oldestAt: number | null } | null = null;
+  private state: { epoch: string; head: number; floor: number; bytes: number; oldestAt: number | null; owners: Map<string, number> } | null = null;
   /** Rows the trims of this instance read (a test keeps trimming cheap at the cap). */
   trimReads = 0;
+  /** Rows the replays of this instance read from storage (a test keeps a resume bounded by what it replays). */
+  replayReads = 0;
 
   constructor(storage: DurableObjectStorage) {
     this.storage = storage;
@@ -60,6 +79,11 @@ export class History {
     sql.exec(`CREATE TABLE IF NOT EXISTS history (
       off INTEGER PRIMARY KEY, at INTEGER NOT NULL, bytes INTEGER NOT NULL, frame TEXT NOT NULL,
       to_sid TEXT, to_user TEXT, excl TEXT)`);
+    // v1.2 columns: logs written before them keep null (no session address, no owner).
+    const cols = new Set(sql.exec<{ name: string }>("PRAGMA table_info(history)").toArray().map((c) => c.name));
+    if (!cols.has("to_cid")) sql.exec("ALTER TABLE history ADD COLUMN to_cid TEXT");
+    if (!cols.has("owner")) sql.exec("ALTER TABLE history ADD COLUMN owner TEXT");
+    sql.exec("CREATE INDEX IF NOT EXISTS history_owner ON history (owner, off) WHERE owner IS NOT NULL");
     let epoch = this.storage.kv.get<string>(EPOCH_KEY);
     if (!epoch) {
       epoch = mintEpoch();
@@ -69,7 +93,11 @@ export class History {
     const row = sql.exec<{ head: number | null; bytes: number | null; oldest: number | null }>(
       "SELECT MAX(off) AS head, SUM(bytes) AS bytes, MIN(at) AS oldest FROM history",
     ).one();
-    this.state = { epoch, head: Math.max(row.head ?? 0, floor), floor, bytes: row.bytes ?? 0, oldestAt: row.oldest };
+    const owners = new Map<string, number>();
+    for (const r of sql.exec<{ owner: string; n: number }>("SELECT owner, SUM(bytes) AS n FROM history WHERE owner IS NOT NULL GROUP BY owner")) {
+      owners.set(r.owner, r.n);
+    }
+    this.state = { epoch, head: Math.max(row.head ?? 0, floor), floor, bytes: row.bytes ?? 0, oldestAt: row.oldest, owners };
     return this.state;
   }
 
@@ -80,15 +108,16 @@ export class History {
 
   /**
    * Log a frame (a JSON object text) for `to` and return it with its offset
-   * added (`"off":N`): the text to send, to every recipient alike.
+   * added (`"off":N`): the text to send, to every recipient alike. `owner`: the
+   * session whose message caused it (its share of the log is bounded).
    */
-  record(frame: string, to: Address, limits: HistoryLimits, now: number): string {
+  record(frame: string, to: Address, limits: HistoryLimits, now: number, owner?: string): string {
     const s = this.load();
     const off = s.head + 1;
     const stamped = `${frame.slice(0, -1)},"off":${off}}`;
     const bytes = encoder.encode(stamped).byteLength; // UTF-8 bytes, not UTF-16 code units
     this.storage.sql.exec(
-      "INSERT INTO history (off, at, bytes, frame, to_sid, to_user, excl) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO history (off, at, bytes, frame, to_sid, to_user, excl, to_cid, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       off,
       now,
       bytes,
@@ -96,12 +125,51 @@ export class History {
       "sid" in to ? to.sid : null,
       "user" in to ? to.user : null,
       "room" in to && to.except.length > 0 ? JSON.stringify(to.except) : null,
+      "cid" in to ? to.cid : null,
+      owner ?? null,
     );
     s.head = off;
     s.bytes += bytes;
     s.oldestAt ??= now;
+    if (owner !== undefined) s.owners.set(owner, (s.owners.get(owner) ?? 0) + bytes);
+    if (owner !== undefined) this.trimOwner(owner, limits);
     this.trim(limits, now);
     return stamped;
+  }
+
+  /** Bytes the log holds for `owner` (tests). */
+  ownerBytes(owner: string): number {
+    return this.load().owners.get(owner) ?? 0;
+  }
+
+  /** An owner over its share loses its own oldest rows (never the newest one it just logged). */
+  private trimOwner(owner: string, limits: HistoryLimits): void {
+    const s = this.load();
+    const share = Math.floor(limits.max_bytes / OWNER_SHARE);
+    let held = s.owners.get(owner) ?? 0;
+    if (held <= share) return;
+    const sql = this.storage.sql;
+    let last = 0;
+    let dropped = 0;
+    for (let done = false; !done; ) {
+      const page = sql.exec<{ off: number; bytes: number }>("SELECT off, bytes FROM history WHERE owner = ? AND off > ? AND off < ? ORDER BY off LIMIT ?", owner, last, s.head, TRIM_PAGE).toArray();
+      this.trimReads += page.length;
+      done = page.length < TRIM_PAGE;
+      for (const r of page) {
+        if (held <= share) {
+          done = true;
+          break;
+        }
+        held -= r.bytes;
+        dropped += r.bytes;
+        last = r.off;
+      }
+    }
+    if (last === 0) return;
+    sql.exec("DELETE FROM history WHERE owner = ? AND off <= ?", owner, last);
+    s.owners.set(owner, held);
+    s.bytes -= dropped;
+    s.oldestAt = sql.exec<{ at: number }>("SELECT at FROM history ORDER BY off LIMIT 1").toArray()[0]?.at ?? null;
   }
 
   /** Drop what is older than the window or beyond the byte budget; the floor follows. */
@@ -115,8 +183,11 @@ export class History {
     // insert, so this reads a page, not the log.
     let last = s.floor;
     let kept = s.bytes;
+    const freed = new Map<string, number>();
     for (let done = false; !done; ) {
-      const page = sql.exec<{ off: number; at: number; bytes: number }>("SELECT off, at, bytes FROM history WHERE off > ? ORDER BY off LIMIT ?", last, TRIM_PAGE).toArray();
+      const page = sql
+        .exec<{ off: number; at: number; bytes: number; owner: string | null }>("SELECT off, at, bytes, owner FROM history WHERE off > ? ORDER BY off LIMIT ?", last, TRIM_PAGE)
+        .toArray();
       this.trimReads += page.length;
       done = page.length < TRIM_PAGE;
       for (const r of page) {
@@ -126,39 +197,54 @@ export class History {
         }
         kept -= r.bytes;
         last = r.off;
+        if (r.owner !== null) freed.set(r.owner, (freed.get(r.owner) ?? 0) + r.bytes);
       }
     }
     if (last <= s.floor) return;
     sql.exec("DELETE FROM history WHERE off <= ?", last);
     s.floor = last;
     s.bytes = kept;
+    for (const [owner, n] of freed) {
+      const left = (s.owners.get(owner) ?? 0) - n;
+      if (left > 0) s.owners.set(owner, left);
+      else s.owners.delete(owner);
+    }
     s.oldestAt = sql.exec<{ at: number }>("SELECT at FROM history ORDER BY off LIMIT 1").toArray()[0]?.at ?? null;
     this.storage.kv.put(FLOOR_KEY, last);
   }
 
   /**
    * What a session that last saw `from` missed: every logged frame addressed to
-   * it after that offset, in order; or why nothing is replayed. Whole or nothing.
+   * it after that offset (and after the session first joined), in order; or why
+   * nothing is replayed. Whole or nothing: the count is checked here (reading at
+   * most `maxMessages + 1` rows); `stream` then hands the frames to `send` a
+   * page at a time. Call it in the same turn (nothing may be logged between).
    */
-  replay(from: Position, who: { sid: string; user: string }, maxMessages: number): { frames: string[] } | { refused: ResumeRefusal } {
+  replay(from: Position, who: Reader, maxMessages: number): { count: number; stream: (send: (frame: string) => void) => void } | { refused: ResumeRefusal } {
     const s = this.load();
     if (from.epoch !== s.epoch || from.off > s.head) return { refused: "epoch" };
     if (from.off < s.floor) return { refused: "too_old" };
-    const frames: string[] = [];
-    const rows = this.storage.sql.exec<Row>("SELECT off, frame, to_sid, to_user, excl FROM history WHERE off > ? ORDER BY off", from.off).toArray();
-    for (const r of rows) {
-      if (!addressed(r, who)) continue;
-      if (frames.length >= maxMessages) return { refused: "too_many" };
-      frames.push(r.frame);
-    }
-    return { frames };
+    const after = Math.max(from.off, who.start);
+    const sql = this.storage.sql;
+    const args = [who.cid, who.sid, who.user, who.sid] as const;
+    const counted = sql.exec<{ off: number }>(`SELECT off FROM history WHERE ${ADDRESSED} ORDER BY off LIMIT ?`, after, ...args, maxMessages + 1);
+    const count = counted.toArray().length;
+    this.replayReads += counted.rowsRead;
+    if (count > maxMessages) return { refused: "too_many" };
+    const stream = (send: (frame: string) => void): void => {
+      let last = after;
+      for (let sent = 0; sent < count; ) {
+        const page = sql.exec<{ off: number; frame: string }>(`SELECT off, frame FROM history WHERE ${ADDRESSED} ORDER BY off LIMIT ?`, last, ...args, Math.min(REPLAY_PAGE, count - sent));
+        const rows = page.toArray();
+        this.replayReads += page.rowsRead;
+        if (rows.length === 0) return;
+        for (const r of rows) send(r.frame);
+        sent += rows.length;
+        last = rows[rows.length - 1]!.off;
+      }
+    };
+    return { count, stream };
   }
-}
-
-function addressed(r: Row, who: { sid: string; user: string }): boolean {
-  if (r.to_sid !== null) return r.to_sid === who.sid;
-  if (r.to_user !== null) return r.to_user === who.user;
-  return r.excl === null || !(JSON.parse(r.excl) as string[]).includes(who.sid);
 }
 
 /** 16 random base32 characters: a fresh epoch for a fresh log. */

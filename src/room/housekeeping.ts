@@ -7,7 +7,8 @@
  *    with `getWebSocketAutoResponseTimestamp`.
  *  - JWT expiry: at `exp` the session gets `sys.error AUTH_EXPIRED` and close 4001
  *    (unless a `sys:refresh` moved `exp` first).
- *  - leases: every RENEW_MS the room renews its sessions in their directories.
+ *  - leases: every RENEW_MS the room renews its sessions (and its ghosts, which
+ *    keep their sids for `window_s`) in their directories.
  */
 import type { RoomApi } from "./context.ts";
 import { RENEW_MS } from "../governance/directory.ts";
@@ -46,7 +47,8 @@ export async function runHousekeeping(host: RoomApi, now = Date.now()): Promise<
     }
   }
   const members = [...host.members.all()];
-  if (members.length === 0) {
+  // Ghosts that may come back keep their sids in the directory: renewals go on for them too.
+  if (members.length === 0 && !host.holdsGhosts()) {
     host.alarms.clear(HOUSEKEEPING_ALARM);
     host.roomState.storage.kv.delete(RENEW_KEY);
     return;

@@ -139,8 +139,8 @@ export class Members {
     return -1;
   }
 
-  distinctUsers(): number {
-    const users = new Set<string>();
+  distinctUsers(also: Iterable<string> = []): number {
+    const users = new Set<string>(also);
     for (const att of this.all().values()) users.add(att.user);
     return users.size;
   }
@@ -159,14 +159,17 @@ export class Members {
     sid: string,
     user: string,
     maxUsers: number,
-    reserved: { mine?: number; others: ReadonlySet<number> } = { others: new Set() },
+    reserved: { mine?: number; others: ReadonlySet<number>; users?: ReadonlySet<string> } = { others: new Set() },
   ): { ok: true; slot: number; replaces?: WebSocket } | { ok: false; code: "BAD_REQUEST" | "RESOURCE_EXHAUSTED" } {
     const existing = this.bySid(sid);
     if (existing) {
       if (existing[1].user !== user) return { ok: false, code: "BAD_REQUEST" };
       return { ok: true, slot: existing[1].slot, replaces: existing[0] };
     }
-    if (maxUsers > 0 && !this.hasUser(user) && this.distinctUsers() >= maxUsers) return { ok: false, code: "RESOURCE_EXHAUSTED" };
+    // Ghosts keep their place (SPEC section 10): their users count as in the room.
+    if (maxUsers > 0 && !this.hasUser(user) && !reserved.users?.has(user) && this.distinctUsers(reserved.users) >= maxUsers) {
+      return { ok: false, code: "RESOURCE_EXHAUSTED" };
+    }
     // A session coming back gets its reserved slot (SPEC section 10); nobody else takes a reserved one.
     if (reserved.mine !== undefined && ![...this.all().values()].some((a) => a.slot === reserved.mine)) return { ok: true, slot: reserved.mine };
     const slot = this.freeSlot(reserved.others);

@@ -53,6 +53,49 @@ export class RateStore {
     this.members = members;
   }
 
+  private bucketsReady = false;
+
+  private get sql(): SqlStorage {
+    if (!this.bucketsReady) {
+      this.storage.sql.exec(`CREATE TABLE IF NOT EXISTS buckets (
+        sid TEXT PRIMARY KEY, user TEXT NOT NULL, tokens REAL NOT NULL, ts INTEGER NOT NULL, full_at INTEGER NOT NULL)`);
+      this.storage.sql.exec("CREATE INDEX IF NOT EXISTS buckets_full ON buckets (full_at)");
+      this.bucketsReady = true;
+    }
+    return this.storage.sql;
+  }
+
+  /**
+   * The bucket a new connection starts with (SPEC section 10: the bucket belongs
+   * to the session, a resume or a reconnect continues it): the one its sid left
+   * behind in this room, if that is not full again yet; else a full one.
+   */
+  resumed(t: TenantPolicy, sid: string, user: string, now: number): Bucket {
+    const sql = this.sql;
+    sql.exec("DELETE FROM buckets WHERE full_at <= ?", now);
+    const row = sql.exec<{ user: string; tokens: number; ts: number }>("SELECT user, tokens, ts FROM buckets WHERE sid = ?", sid).toArray()[0];
+    if (!row) return fullBucket(t.policy.rate_limit_burst, now);
+    sql.exec("DELETE FROM buckets WHERE sid = ?", sid);
+    return row.user === user ? { tokens: row.tokens, ts: row.ts } : fullBucket(t.policy.rate_limit_burst, now);
+  }
+
+  /** A socket left: keep its bucket until it would be full again (nothing is written for a full one). */
+  left(t: TenantPolicy, att: Attachment, now: number): void {
+    const { rate_limit_rps: rps, rate_limit_burst: burst } = t.policy;
+    const b = { ...att.rl };
+    const tokens = Math.min(burst, b.tokens + (Math.max(0, now - b.ts) * rps) / 1000);
+    if (tokens >= burst || rps <= 0) return;
+    const fullAt = now + Math.ceil(((burst - tokens) * 1000) / rps);
+    this.sql.exec(
+      "INSERT INTO buckets (sid, user, tokens, ts, full_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(sid) DO UPDATE SET user = excluded.user, tokens = excluded.tokens, ts = excluded.ts, full_at = excluded.full_at",
+      att.sid,
+      att.user,
+      tokens,
+      now,
+      fullAt,
+    );
+  }
+
   shared(t: TenantPolicy, now: number): Bucket {
     return (this.bucket ??= this.storage.kv.get<Bucket>(SHARED_BUCKET_KEY) ?? fullBucket(t.policy.rate_limit_burst, now));
   }

@@ -5,18 +5,21 @@
  *
  * - Which frames are logged: ext frames of a service with `recovery` on (its
  *   own setting, else the tenant's `recovery.enabled`), with their address.
- * - A connection with the sid of a session the roster still knows (same user,
- *   connected or left within `window_s`) continues that session: it keeps its
- *   session id (`cid`, so origin answers find it) and its `last_seq`.
+ * - Sessions, not sid strings (v1.2): a connection with `resume` and the sid of
+ *   a session the roster still knows (same user, connected or a ghost within
+ *   `window_s`) continues that session: its session id (`cid`, so origin
+ *   answers find it), its `last_seq`, where it started. Without `resume` a
+ *   connection starts a new session, and an old one under the sid ends.
  * - `resume=<epoch>.<off>` replays, in the same synchronous turn as the socket
  *   is registered (so no live frame can come between), every logged frame
- *   addressed to the session after that offset, or nothing and a reason.
+ *   addressed to the session after that offset and after the session began,
+ *   or nothing and a reason.
  */
 import type { Counters } from "../observability/metrics.ts";
 import type { TenantPolicy } from "../policy/index.ts";
 import type { ConnectRequest } from "./handoff.ts";
-import { History, type Address } from "./history.ts";
-import { Roster } from "./roster.ts";
+import { History, type Address, type ResumeRefusal } from "./history.ts";
+import { Roster, type SessionRow } from "./roster.ts";
 
 export interface Joined {
   /** The session id answers are routed by. */
@@ -25,9 +28,29 @@ export interface Joined {
   lastSeq: number;
   /** Fields `authed` adds. */
   fields: Record<string, unknown>;
-  /** Replayed frames, to send right after `authed`. */
-  frames: string[];
+  /** Sends the replayed frames: call right after `authed`, in the same turn. */
+  replay: (send: (frame: string) => void) => void;
 }
+
+/** What a connection's sid means in the room before it is placed. */
+export interface Prepared {
+  /** Its own ghost's slot, kept for its resume. */
+  mine?: number;
+  /** Slots and users kept for the other ghosts (they keep their place in the room). */
+  others: Set<number>;
+  users: Set<string>;
+  /** Its session comes back within its grace: no presence event, no `open`/`close` webhook. */
+  unannounced: boolean;
+  /** Another user's ghost holds the sid (only if the directory lost it): refuse. */
+  taken: boolean;
+  /** A ghost under the sid that this new session ends, whose departure is still to be announced. */
+  ended?: SessionRow;
+}
+
+/** A ghost as the room announces it when its grace ends. */
+export type Departed = { sid: string; user: string; slot: number; trace: string };
+
+const NOTHING: Prepared = { others: new Set(), users: new Set(), unannounced: false, taken: false };
 
 export class Recovery {
   readonly history: History;
@@ -47,10 +70,41 @@ export class Recovery {
   }
 
   /** Log `frame` for `to` when `svc` keeps a log; the text to send (with `off`), else the frame unchanged. */
-  record(t: TenantPolicy, frame: string, to: Address, svc: string, now: number): string {
+  record(t: TenantPolicy, frame: string, to: Address, svc: string, now: number, owner?: string): string {
     if (!Recovery.on(t, svc)) return frame;
     this.counters.inc("wsprism_log_rows_written_total", { tenant: t.id });
-    return this.history.record(frame, to, t.recovery, now);
+    return this.history.record(frame, to, t.recovery, now, owner);
+  }
+
+  /**
+   * Before a connection is placed: the ghosts' slots and places, its own ghost
+   * (continued by a resume), or the ghost its new session ends.
+   */
+  prepare(t: TenantPolicy, req: ConnectRequest, now: number): Prepared {
+    if (!t.recovery.enabled) return NOTHING;
+    const windowStart = now - t.recovery.window_s * 1000;
+    this.roster.prune(windowStart);
+    const row = this.roster.get(req.sid);
+    const ghost = row !== undefined && row.left_at !== null;
+    if (ghost && row.user !== req.user) return { ...NOTHING, taken: true };
+    let ended: SessionRow | undefined;
+    const continuing = ghost && req.resume != null;
+    if (ghost && !continuing) ended = this.roster.end(req.sid); // a new session under the sid: the old one ends now
+    const others = new Set<number>();
+    const users = new Set<string>();
+    for (const g of this.roster.ghosts(windowStart)) {
+      if (g.sid === req.sid) continue;
+      others.add(g.slot);
+      users.add(g.user);
+    }
+    return {
+      ...(continuing ? { mine: row.slot } : {}),
+      others,
+      users,
+      unannounced: continuing && row.announced === 0,
+      taken: false,
+      ...(ended && ended.announced === 0 ? { ended } : {}),
+    };
   }
 
   /**
@@ -60,30 +114,34 @@ export class Recovery {
    */
   join(t: TenantPolicy, req: ConnectRequest, slot: number, kept: boolean, now: number): Joined {
     const rec = t.recovery;
+    const none = () => {};
     if (!rec.enabled) {
       const fields = req.resume ? { resumed: false, recovered: false, reason: "disabled" } : {};
       if (req.resume) this.counters.inc("wsprism_recovery_total", { tenant: t.id, result: "disabled" });
-      return { cid: req.trace, lastSeq: 0, fields, frames: [] };
+      return { cid: req.trace, lastSeq: 0, fields, replay: none };
     }
-    const windowStart = now - rec.window_s * 1000;
-    this.roster.prune(windowStart);
     const known = this.roster.get(req.sid);
-    const same = known !== undefined && known.user === req.user;
-    const cid = same ? known.cid : req.trace;
-    const lastSeq = same ? known.last_seq : 0;
-    this.roster.join({ sid: req.sid, user: req.user, cid, slot, last_seq: lastSeq });
+    const same = known !== undefined && known.user === req.user && req.resume != null;
     const { epoch, off } = this.history.position();
-    const fields: Record<string, unknown> = { epoch, off, last_seq: lastSeq };
-    if (!req.resume) return { cid, lastSeq, fields, frames: [] };
+    const session = same ? known : { cid: req.trace, last_seq: 0, start_off: off, since: now };
+    this.roster.join({ sid: req.sid, user: req.user, slot, cid: session.cid, last_seq: session.last_seq, start_off: session.start_off, since: session.since });
+    const fields: Record<string, unknown> = { epoch, off, last_seq: session.last_seq };
+    const joined = { cid: session.cid, lastSeq: session.last_seq, fields };
+    if (!req.resume) return { ...joined, replay: none };
     fields.resumed = same && kept;
-    const r = same ? this.history.replay(req.resume, { sid: req.sid, user: req.user }, rec.max_messages) : { refused: "too_old" as const };
-    if ("refused" in r) {
-      this.counters.inc("wsprism_recovery_total", { tenant: t.id, result: r.refused });
-      return { cid, lastSeq, fields: { ...fields, recovered: false, reason: r.refused }, frames: [] };
-    }
+    const refuse = (reason: ResumeRefusal): Joined => {
+      this.counters.inc("wsprism_recovery_total", { tenant: t.id, result: reason });
+      Object.assign(fields, { recovered: false, reason });
+      return { ...joined, replay: none };
+    };
+    if (!same) return refuse(req.resume.epoch !== epoch || req.resume.off > off ? "epoch" : "too_old");
+    const who = { sid: req.sid, user: req.user, cid: session.cid, start: session.start_off };
+    const counted = this.history.replay(req.resume, who, rec.max_messages);
+    if ("refused" in counted) return refuse(counted.refused);
     this.counters.inc("wsprism_recovery_total", { tenant: t.id, result: "recovered" });
-    this.counters.inc("wsprism_recovery_frames_total", { tenant: t.id }, r.frames.length);
-    return { cid, lastSeq, fields: { ...fields, recovered: true, count: r.frames.length }, frames: r.frames };
+    this.counters.inc("wsprism_recovery_frames_total", { tenant: t.id }, counted.count);
+    Object.assign(fields, { recovered: true, count: counted.count });
+    return { ...joined, replay: counted.stream };
   }
 
   /** An ACK_REQUESTED message was accepted from this session. */
@@ -92,38 +150,39 @@ export class Recovery {
   }
 
   /**
-   * Slots to keep for sessions that may come back: this sid's own (a ghost or a
-   * session that left within the window, same user) and everyone else's. Also
-   * whether this sid's departure is still unannounced (a resume within `grace_s`:
-   * no presence event, no `open`/`close` webhook).
+   * The session's socket went away. An abnormal disconnect (anything but a
+   * client's 1000, v1.2: 4000-4999 from a client too) with recovery on leaves a
+   * ghost for `window_s`; its departure is announced when `grace_s` ends
+   * (returns "ghost"), or at once with no grace ("announce"). A deliberate leave
+   * (1000, room:leave, kick, 4004, any close by the gateway) ends the session.
    */
-  reservations(t: TenantPolicy, sid: string, user: string, now: number): { mine?: number; others: Set<number>; unannounced: boolean } {
-    if (!t.recovery.enabled) return { others: new Set(), unannounced: false };
-    const windowStart = now - t.recovery.window_s * 1000;
-    const others = this.roster.reservedSlots(windowStart);
-    const row = this.roster.get(sid);
-    const mine = row && row.user === user && row.left_at !== null && row.left_at > windowStart ? row : undefined;
-    if (mine) others.delete(mine.slot);
-    return { ...(mine ? { mine: mine.slot } : {}), others, unannounced: mine !== undefined && mine.announced === 0 };
-  }
-
-  /**
-   * The session's socket went away. An abnormal disconnect (1001, 1006, 1011, or
-   * a socket error) with recovery on leaves a ghost: returns true, and the caller
-   * holds back the presence `leave` and the `close` webhooks until `ghostsDue`.
-   * A deliberate leave (1000, room:leave, kick, 4004, any close by the gateway)
-   * ends the session at once.
-   */
-  left(t: TenantPolicy, sid: string, code: number, byGateway: boolean, now: number): boolean {
-    if (!t.recovery.enabled) return false;
-    const ghost = !byGateway && (code === 1001 || code === 1006 || code === 1011) && t.recovery.grace_s > 0;
-    this.roster.left(sid, now, ghost);
-    return ghost;
+  left(t: TenantPolicy, sid: string, code: number, byGateway: boolean, now: number): "ghost" | "announce" | "ended" {
+    if (!t.recovery.enabled) return "ended";
+    if (byGateway || code === 1000) {
+      this.roster.end(sid);
+      return "ended";
+    }
+    const announceNow = t.recovery.grace_s <= 0;
+    this.roster.ghost(sid, now, announceNow);
+    return announceNow ? "announce" : "ghost";
   }
 
   /** Ghosts whose grace is over: announce their departure now (presence `leave`, `close` webhooks). */
-  ghostsDue(t: TenantPolicy, now: number): Array<{ sid: string; user: string; slot: number; trace: string }> {
-    return this.roster.takeDueGhosts(now - t.recovery.grace_s * 1000).map((r) => ({ sid: r.sid, user: r.user, slot: r.slot, trace: r.cid }));
+  ghostsDue(t: TenantPolicy, now: number): Departed[] {
+    return this.roster.takeDueGhosts(now - t.recovery.grace_s * 1000).map(departed);
+  }
+
+  /** Ghosts still listed in presence, for the `sync` and the presence API. */
+  listed(t: TenantPolicy): SessionRow[] {
+    return t.recovery.enabled ? this.roster.unannounced() : [];
+  }
+
+  /** The room's sockets for the tenant's directory, plus the ghosts that may still come back (their sids stay theirs). */
+  withGhosts<S extends { sid: string; user: string; trace: string; since: number }>(t: TenantPolicy | undefined, live: S[], now: number): Array<S | Pick<S, "sid" | "user" | "trace" | "since">> {
+    if (!t?.recovery.enabled) return live;
+    const listed = new Set(live.map((m) => m.sid));
+    const ghosts = this.roster.ghosts(now - t.recovery.window_s * 1000).filter((g) => !listed.has(g.sid));
+    return [...live, ...ghosts.map((g) => ({ sid: g.sid, user: g.user, trace: g.cid, since: g.since }))];
   }
 
   /** When the next ghost's grace ends (null: none). */
@@ -142,9 +201,11 @@ export class Recovery {
     let any = false;
     for (const r of this.roster.connected()) {
       if (liveSids.has(r.sid)) continue;
-      this.roster.left(r.sid, now, t.recovery.grace_s > 0);
+      this.roster.ghost(r.sid, now, t.recovery.grace_s <= 0);
       any = true;
     }
     return any;
   }
 }
+
+export const departed = (r: SessionRow): Departed => ({ sid: r.sid, user: r.user, slot: r.slot, trace: r.cid });

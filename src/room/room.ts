@@ -26,10 +26,10 @@ import { stateVerdict } from "./hot.ts";
 import { checkRefresh } from "./lifecycle.ts";
 import { inbound } from "./inbound.ts";
 import type { Address } from "./history.ts";
-import { Recovery } from "./recovery.ts";
+import { departed, Recovery } from "./recovery.ts";
 import { Announcer } from "./announce.ts";
 import { closeAnswer, Members, safeClose, safeSend, type Attachment } from "./members.ts";
-import { fullBucket, RateStore } from "./ratelimit.ts";
+import { RateStore } from "./ratelimit.ts";
 import type { Session, Verdict } from "./verdict.ts";
 import { attachmentFor, CONNECT_HEADER, metaFromName, type ConnectRequest } from "./handoff.ts";
 
@@ -86,9 +86,7 @@ export class RoomObject extends DurableObject<Env> {
   get roomState(): DurableObjectState { return this.ctx; } // prettier-ignore
 
   /** Health probe for /readyz. */
-  async ping(): Promise<string> {
-    return "pong";
-  }
+  async ping(): Promise<string> { return "pong"; } // prettier-ignore
 
   // --- RPC for the origin-facing HTTP API (inputs validated by the Worker) ---
 
@@ -102,7 +100,8 @@ export class RoomObject extends DurableObject<Env> {
   }
 
   async apiPresence(): Promise<{ members: PresenceEntry[] }> {
-    return { members: presence(this) };
+    const t = getTenant(this.meta()?.tenant ?? "");
+    return { members: presence(this, t ? this.recovery.listed(t) : []) };
   }
 
   async apiKick(target: Target, reason: string): Promise<{ kicked: number }> {
@@ -136,7 +135,10 @@ export class RoomObject extends DurableObject<Env> {
     if (!t) return jsonError(400, "UNKNOWN_TENANT", "unknown tenant");
 
     const now = Date.now();
-    const kept = this.recovery.reservations(t, req.sid, req.user, now);
+    const kept = this.recovery.prepare(t, req, now);
+    if (kept.taken) return jsonError(400, "BAD_REQUEST", "sid is held by another user");
+    // A new session under a ghost's sid ends the ghost: its departure first, then the arrival.
+    if (kept.ended) this.announce.departed(t, { ...departed(kept.ended), room: req.room }, null);
     const place = this.members.place(req.sid, req.user, t.limits.max_users_per_room, kept);
     if (!place.ok) {
       if (place.code === "RESOURCE_EXHAUSTED") {
@@ -146,8 +148,8 @@ export class RoomObject extends DurableObject<Env> {
       return jsonError(400, "BAD_REQUEST", "sid is in use by another session in this room");
     }
     const slot = place.slot;
-    // With recovery, a connection that replaces its session's socket continues the session: no presence flap.
-    const continued = t.recovery.enabled && place.replaces !== undefined;
+    // With recovery, a resume that replaces its session's socket continues the session: no presence flap.
+    const continued = t.recovery.enabled && place.replaces !== undefined && req.resume != null;
     if (place.replaces) {
       safeSend(place.replaces, sysFrame("kicked", { reason: "session replaced" }));
       // The new connection keeps the sid's place in the directories: do not release it.
@@ -157,16 +159,17 @@ export class RoomObject extends DurableObject<Env> {
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     // The session (continued or new) and what it missed: replayed right after authed, in this same turn.
     const joined = this.recovery.join(t, req, slot, place.replaces !== undefined || kept.unannounced, now);
-    const att = attachmentFor(req, slot, fullBucket(t.policy.rate_limit_burst, now), now);
+    const att = attachmentFor(req, slot, this.rates.resumed(t, req.sid, req.user, now), now);
     if (t.recovery.enabled) Object.assign(att, { cid: joined.cid, ls: joined.lastSeq });
     this.rememberMeta(t.id, req.room);
     this.ctx.acceptWebSocket(server); // no tags: the room finds sockets by its own index (members.ts)
     this.members.add(server, att);
     void this.metrics.sessionsChanged();
     const authed = { tenant: t.id, user: req.user, sid: req.sid, room: req.room, slot, ...joined.fields };
-    for (const f of [sysFrame("authed", authed, req.trace), ...joined.frames]) safeSend(server, f);
+    safeSend(server, sysFrame("authed", authed, req.trace));
+    joined.replay((f) => safeSend(server, f));
     // The newcomer learns who is already there, then the others learn of it (not of a ghost back within its grace).
-    if (t.presence) safeSend(server, sysFrame("presence", presenceSync(this, server)));
+    if (t.presence) safeSend(server, sysFrame("presence", presenceSync(this, server, this.recovery.listed(t))));
     if (!kept.unannounced && !continued) this.announce.arrived(t, att, server);
     this.state.joined(server, t, () => this.members.all());
     scheduleFor(this, server, att, now);
@@ -214,10 +217,11 @@ export class RoomObject extends DurableObject<Env> {
         return;
       case "relay": {
         const log = e.log !== undefined && typeof e.frame === "string" ? e.log : undefined;
-        const frame = log ? this.record(e.frame as string, { room: true, except: [s.att.sid] }, log) : e.frame;
+        const cid = s.att.cid ?? s.att.trace;
+        const frame = log ? this.record(e.frame as string, { room: true, except: [s.att.sid] }, log, cid) : e.frame;
         if (e.coalesce && frame instanceof Uint8Array) this.coalescer.relay(frame, s.ws, this.members.all(), t.id);
         else for (const [other] of this.members.all()) if (other !== s.ws) safeSend(other, frame);
-        for (const f of e.then) safeSend(s.ws, log && typeof f === "string" ? this.record(f, { sid: s.att.sid }, log) : f);
+        for (const f of e.then) safeSend(s.ws, log && typeof f === "string" ? this.record(f, { cid }, log, cid) : f);
         if (e.accepted !== undefined) this.accepted(s, e.accepted);
         return;
       }
@@ -228,7 +232,7 @@ export class RoomObject extends DurableObject<Env> {
       case "state":
         return this.apply(s, t, stateVerdict(s, t, this.state.update(e.frame, s.att.slot, t, () => this.members.all()), e.seq));
       case "origin": {
-        const pushed = this.bridge.enqueue(e.svc, e.service, e.event, e.ack);
+        const pushed = this.bridge.enqueue(e.svc, e.service, e.event, e.ack, s.att.cid ?? s.att.trace);
         if (pushed === "ok" && e.ack) this.accepted(s, e.event.seq!);
         return this.apply(s, t, originVerdict(s, pushed, e.event.seq));
       }
@@ -280,12 +284,14 @@ export class RoomObject extends DurableObject<Env> {
     }
   }
 
-  async renew(members: Attachment[]): Promise<void> {
+  async renew(members: Array<Pick<Attachment, "sid" | "user" | "trace" | "since">>): Promise<void> {
     const meta = this.meta();
     if (meta) {
       try {
         // A sid the directory gives to another user (possible only after leases were lost) loses here.
-        const refused = new Set(await renewSessions(this.env, meta.tenant, meta.room, members));
+        // Ghosts that may come back keep their sids (SPEC section 10: nobody else takes one meanwhile).
+        const listed = this.recovery.withGhosts(getTenant(meta.tenant), members, Date.now());
+        const refused = new Set(await renewSessions(this.env, meta.tenant, meta.room, listed));
         for (const [ws, att] of [...this.members.all()]) {
           if (refused.has(att.sid)) this.closeMember(ws, CLOSE.POLICY, "sid held by another user", false);
         }
@@ -326,9 +332,9 @@ export class RoomObject extends DurableObject<Env> {
     this.members.save(s.ws, s.att);
   }
 
-  record(frame: string, to: Address, svc: string): string {
+  record(frame: string, to: Address, svc: string, owner?: string): string {
     const t = getTenant(this.meta()?.tenant ?? "");
-    return t ? this.recovery.record(t, frame, to, svc, Date.now()) : frame;
+    return t ? this.recovery.record(t, frame, to, svc, Date.now(), owner) : frame;
   }
 
   /** Never throws, and the socket is closed whatever its cleanup does. */
@@ -347,25 +353,29 @@ export class RoomObject extends DurableObject<Env> {
     this.ctx.storage.kv.put(META_KEY, this.metaCache);
   }
 
+  holdsGhosts(): boolean {
+    return this.recovery.withGhosts(getTenant(this.meta()?.tenant ?? ""), [], Date.now()).length > 0;
+  }
 
   /**
-   * Remove a member once, announce presence, log. Idempotent. Each cleanup step is
-   * guarded on its own: one that throws (a storage failure) is counted and logged,
-   * and the others still run.
+   * Remove a member once, announce presence, log. Idempotent. Each cleanup step is guarded
+   * on its own (a failure is counted and logged; the others still run). `by: "continued"`:
+   * a resume of the same session took over (nothing ends, nothing is announced).
    */
-  /** `by: "continued"`: a new connection of the same session took over (nothing ends, nothing is announced). */
   private leave(ws: WebSocket, code: number, reason: string, by: "client" | "gateway" | "error" | "continued", release = true): void {
     const att = this.members.remove(ws);
     if (!att) return;
     const step = (event: string, fn: () => void) => this.guard(event, fn, att);
     const t = getTenant(att.tenant);
-    // A ghost (an abnormal drop with recovery on) keeps its session: its departure is announced when its grace ends.
-    let ghost = false;
-    const ends = by !== "continued" && !this.members.bySid(att.sid);
-    if (t && ends) step("ws.leave_recovery_failed", () => (ghost = this.recovery.left(t, att.sid, code, by === "gateway", Date.now())));
+    // A ghost (an abnormal drop with recovery on) keeps its session and its sid; its departure is announced when its grace ends.
+    let kept = "ended" as "ghost" | "announce" | "ended";
+    if (t && by !== "continued" && !this.members.bySid(att.sid)) {
+      step("ws.leave_recovery_failed", () => (kept = this.recovery.left(t, att.sid, code, by === "gateway", Date.now())));
+    }
+    if (t) step("ws.leave_rate_failed", () => this.rates.left(t, att, Date.now()));
     step("ws.leave_metrics_failed", () => this.ctx.waitUntil(this.metrics.sessionsChanged()));
-    if (release && !ghost) step("ws.leave_release_failed", () => this.ctx.waitUntil(releaseSession(this.env, att)));
-    if (t && ghost) step("ws.leave_ghost_failed", () => this.scheduleGhosts(t));
+    if (release && kept === "ended") step("ws.leave_release_failed", () => this.ctx.waitUntil(releaseSession(this.env, att)));
+    if (t && kept === "ghost") step("ws.leave_ghost_failed", () => this.scheduleGhosts(t));
     else if (t && by !== "continued") step("ws.leave_announce_failed", () => this.announce.departed(t, att, ws));
     step("ws.leave_state_failed", () => this.state.left(ws, att.slot));
     const { trace: trace_id, tenant, room, sid, user } = att;

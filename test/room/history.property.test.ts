@@ -6,19 +6,23 @@
  * offsets 1, 2, … with no gap, `position()`, what trimming by `window_s` and
  * `max_bytes` kept (the floor), and what a resume replays: exactly the frames
  * addressed to that session after its offset, in order, or the refusal the
- * model expects (`epoch`, `too_old`, `too_many`).
+ * model expects (`epoch`, `too_old`, `too_many`). v1.2: frames addressed to a
+ * session (`cid`), resumes that read nothing from before their session began
+ * (`start`), and owners that keep at most a quarter of `max_bytes` (their own
+ * oldest rows go first, never the floor).
  */
 import fc from "fast-check";
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { checked } from "../helpers/model.ts";
-import { History, type Address, type HistoryLimits } from "../../src/room/history.ts";
+import { History, OWNER_SHARE, type Address, type HistoryLimits, type Position, type Reader } from "../../src/room/history.ts";
 import type { RoomObject } from "../../src/room/room.ts";
 import { uniqueRoom } from "../helpers/ws.ts";
 
 const SIDS = ["s1", "s2", "s3"] as const;
 const USERS = ["u1", "u2"] as const;
+const CIDS = ["c1", "c2", "c3"] as const;
 const utf8 = (s: string) => new TextEncoder().encode(s).byteLength;
 
 interface MRow {
@@ -27,6 +31,7 @@ interface MRow {
   bytes: number;
   frame: string;
   to: Address;
+  owner?: string;
 }
 interface Model {
   epoch: string;
@@ -40,10 +45,32 @@ interface Real {
   state: DurableObjectState;
   history: History;
 }
-type Who = { sid: string; user: string };
+type Who = Reader;
 
 const addressed = (r: MRow, who: Who) =>
-  "sid" in r.to ? r.to.sid === who.sid : "user" in r.to ? r.to.user === who.user : !r.to.except.includes(who.sid);
+  "cid" in r.to ? r.to.cid === who.cid : "sid" in r.to ? r.to.sid === who.sid : "user" in r.to ? r.to.user === who.user : !r.to.except.includes(who.sid);
+
+/** A replay as the model sees it: the frames streamed, or the refusal. */
+function replayed(h: History, from: Position, who: Who, max: number): { frames: string[] } | { refused: string } {
+  const r = h.replay(from, who, max);
+  if ("refused" in r) return r;
+  const frames: string[] = [];
+  r.stream((f) => frames.push(f));
+  expect(frames.length).toBe(r.count);
+  return { frames };
+}
+
+/** The owner's share: beyond a quarter of max_bytes its own oldest rows go (never the one just logged). */
+function trimOwner(m: Model, owner: string): void {
+  const share = Math.floor(m.limits.max_bytes / OWNER_SHARE);
+  const mine = m.rows.filter((r) => r.owner === owner);
+  let held = mine.reduce((n, r) => n + r.bytes, 0);
+  for (const r of mine.slice(0, -1)) {
+    if (held <= share) break;
+    held -= r.bytes;
+    m.rows.splice(m.rows.indexOf(r), 1);
+  }
+}
 
 /** The model's trim: drop rows older than the window, then the oldest while over the byte budget; the floor follows. */
 function trim(m: Model): void {
@@ -64,29 +91,32 @@ function trim(m: Model): void {
 function expected(m: Model, epoch: string, off: number, who: Who, max: number): { frames: string[] } | { refused: string } {
   if (epoch !== m.epoch || off > m.head) return { refused: "epoch" };
   if (off < m.floor) return { refused: "too_old" };
-  const frames = m.rows.filter((r) => r.off > off && addressed(r, who)).map((r) => r.frame);
+  const frames = m.rows.filter((r) => r.off > Math.max(off, who.start) && addressed(r, who)).map((r) => r.frame);
   return frames.length > max ? { refused: "too_many" } : { frames };
 }
 
 class Log implements fc.Command<Model, Real> {
   readonly body: string;
   readonly to: Address;
-  constructor(body: string, to: Address) {
+  readonly owner: string | undefined;
+  constructor(body: string, to: Address, owner?: string) {
     this.body = body;
     this.to = to;
+    this.owner = owner;
   }
   check = () => true;
   run(m: Model, r: Real) {
     const frame = JSON.stringify({ v: 1, svc: "chat", type: "say", data: this.body });
-    const out = r.history.record(frame, this.to, m.limits, m.now);
+    const out = r.history.record(frame, this.to, m.limits, m.now, this.owner);
     const off = m.head + 1; // contiguous: 1, 2, … whatever was trimmed
     expect(JSON.parse(out)).toEqual({ ...JSON.parse(frame), off });
     expect(out.startsWith(frame.slice(0, -1))).toBe(true);
     m.head = off;
-    m.rows.push({ off, at: m.now, bytes: utf8(out), frame: out, to: this.to });
+    m.rows.push({ off, at: m.now, bytes: utf8(out), frame: out, to: this.to, ...(this.owner ? { owner: this.owner } : {}) });
+    if (this.owner) trimOwner(m, this.owner);
     trim(m);
   }
-  toString = () => `record(${JSON.stringify(this.body)} (${utf8(this.body)} B), ${JSON.stringify(this.to)})`;
+  toString = () => `record(${JSON.stringify(this.body)} (${utf8(this.body)} B), ${JSON.stringify(this.to)}, owner ${this.owner ?? "-"})`;
 }
 
 class Advance implements fc.Command<Model, Real> {
@@ -124,7 +154,7 @@ class Replay implements fc.Command<Model, Real> {
   run(m: Model, r: Real) {
     const epoch = this.sameEpoch ? m.epoch : `${m.epoch.slice(0, -1)}${m.epoch.endsWith("0") ? "1" : "0"}`;
     const off = Math.max(0, m.head - this.back);
-    expect(r.history.replay({ epoch, off }, this.who, this.max)).toEqual(expected(m, epoch, off, this.who, this.max));
+    expect(replayed(r.history, { epoch, off }, this.who, this.max)).toEqual(expected(m, epoch, off, this.who, this.max));
   }
   toString = () => `replay(${this.sameEpoch ? "epoch" : "other epoch"}, head-${this.back}, ${JSON.stringify(this.who)}, max ${this.max})`;
 }
@@ -134,13 +164,14 @@ function checkInvariants(m: Model, r: Real): void {
   expect(r.history.position()).toEqual({ epoch: m.epoch, off: m.head });
   const stored = r.state.storage.sql.exec<{ off: number }>("SELECT off FROM history ORDER BY off").toArray().map((x) => x.off);
   expect(stored).toEqual(m.rows.map((x) => x.off));
-  // What is kept is the contiguous run after the floor, up to the head.
-  expect(stored).toEqual(Array.from({ length: m.head - m.floor }, (_, i) => m.floor + 1 + i));
-  if (m.floor > 0) expect(r.history.replay({ epoch: m.epoch, off: m.floor - 1 }, { sid: "s1", user: "u1" }, 1e6)).toEqual({ refused: "too_old" });
+  // What is kept lies after the floor, up to the head (owners' trims leave gaps, never below the floor).
+  expect(stored.every((o) => o > m.floor && o <= m.head)).toBe(true);
+  for (const c of CIDS) expect(r.history.ownerBytes(c)).toBe(m.rows.filter((x) => x.owner === c).reduce((n, x) => n + x.bytes, 0));
+  if (m.floor > 0) expect(r.history.replay({ epoch: m.epoch, off: m.floor - 1 }, { sid: "s1", user: "u1", cid: "c1", start: 0 }, 1e6)).toEqual({ refused: "too_old" });
   for (const sid of SIDS) {
     for (const user of USERS) {
-      const who = { sid, user };
-      expect(r.history.replay({ epoch: m.epoch, off: m.floor }, who, 1e6)).toEqual(expected(m, m.epoch, m.floor, who, 1e6));
+      const who = { sid, user, cid: CIDS[SIDS.indexOf(sid)]!, start: 0 };
+      expect(replayed(r.history, { epoch: m.epoch, off: m.floor }, who, 1e6)).toEqual(expected(m, m.epoch, m.floor, who, 1e6));
     }
   }
 }
@@ -154,11 +185,13 @@ const address: fc.Arbitrary<Address> = fc.oneof(
   fc.subarray([...SIDS]).map((except) => ({ room: true as const, except })),
   fc.constantFrom(...SIDS).map((sid) => ({ sid })),
   fc.constantFrom(...USERS).map((user) => ({ user })),
+  fc.constantFrom(...CIDS).map((cid) => ({ cid })),
 );
-const who = fc.record({ sid: fc.constantFrom(...SIDS), user: fc.constantFrom(...USERS) });
+const owner = fc.option(fc.constantFrom(...CIDS), { nil: undefined });
+const who = fc.record({ sid: fc.constantFrom(...SIDS), user: fc.constantFrom(...USERS), cid: fc.constantFrom(...CIDS), start: fc.integer({ min: 0, max: 30 }) });
 const commands = [
-  fc.tuple(body, address).map(([b, to]) => new Log(b, to)),
-  fc.tuple(body, address).map(([b, to]) => new Log(b, to)),
+  fc.tuple(body, address, owner).map(([b, to, o]) => new Log(b, to, o)),
+  fc.tuple(body, address, owner).map(([b, to, o]) => new Log(b, to, o)),
   fc.integer({ min: 0, max: 2500 }).map((ms) => new Advance(ms)),
   fc.constantFrom(1, 999, 1000, 2000).map((ms) => new Advance(ms)), // onto the window's edge
 
@@ -217,7 +250,7 @@ describe("history: max_bytes counts UTF-8 bytes", () => {
         { off: 2, bytes: 51 },
         { off: 3, bytes: 54 },
       ]);
-      expect(h.replay({ ...h.position(), off: 0 }, { sid: "s1", user: "u1" }, 10)).toEqual({ refused: "too_old" });
+      expect(h.replay({ ...h.position(), off: 0 }, { sid: "s1", user: "u1", cid: "c1", start: 0 }, 10)).toEqual({ refused: "too_old" });
     });
   });
 });

@@ -41,7 +41,7 @@ describe("resume under a live stream", () => {
     for (let i = 0; i < 20; i++) {
       const stay = 10 + Math.floor(Math.random() * 140);
       const away = Math.floor(Math.random() * 60);
-      const code = Math.random() < 0.5 ? 1000 : 1001; // a deliberate close or a "going away" drop
+      const code = Math.random() < 0.5 ? 4000 : 1001; // the SDK's timeout close or a "going away" drop (a 1000 would end the session)
       const waitClosed = Math.random() < 0.5; // or reconnect at once (the room may still hold the old socket)
       await sleep(stay);
       // What this connection delivered up to now is what the app saw; anything later on it is dropped with it.

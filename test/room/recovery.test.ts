@@ -22,7 +22,7 @@ describe("resume with missed-message recovery", () => {
     const carol = await join("carol", room);
     expect(alice.authed.data).toMatchObject({ epoch: expect.any(String), off: 0, last_seq: 0 });
     const resumeAt = position(alice);
-    alice.close();
+    alice.close(4000); // a drop (the SDK's timeout code): the session stays
     await alice.closed();
     for (let i = 1; i <= 20; i++) bob.send(chat(i));
     for (let i = 1; i <= 20; i++) await carol.nextOf("chat", "say");
@@ -42,13 +42,13 @@ describe("resume with missed-message recovery", () => {
     const alice = await join("alice", room, { sid: "alice-2" });
     const bob = await join("bob", room);
     const at = position(alice);
-    alice.close();
+    alice.close(4000); // a drop (the SDK's timeout code): the session stays
     await alice.closed();
     for (let i = 1; i <= 21; i++) bob.send(chat(i)); // one over max_messages
     await new Promise((r) => setTimeout(r, 100));
     const wrong = await join("alice", room, { sid: "alice-2", resume: `x${at}` });
     expect(wrong.authed.data).toMatchObject({ recovered: false, reason: "epoch" });
-    wrong.close();
+    wrong.close(4000);
     await wrong.closed();
     const many = await join("alice", room, { sid: "alice-2", resume: at });
     expect(many.authed.data).toMatchObject({ recovered: false, reason: "too_many", off: 21 });
@@ -64,7 +64,7 @@ describe("resume with missed-message recovery", () => {
     const alice = await join("alice", room, { sid: "alice-3" });
     const bob = await join("bob", room, { sid: "bob-3" });
     const at = position(bob);
-    bob.close();
+    bob.close(4000); // a drop (the SDK's timeout code): the session stays
     await bob.closed();
     alice.send(chat(1, 7)); // relayed to bob (logged for the room minus alice), acked to alice (logged for alice)
     await alice.nextOf("sys", "ack");
@@ -83,7 +83,7 @@ describe("resume with missed-message recovery", () => {
     const at = position(alice);
     alice.send({ v: 1, svc: "hooks", type: "ask", seq: 3, flags: 4, data: {} });
     await waitForLog(room, (l) => l.some((r) => r.path === "/hooks/rec"));
-    alice.close(); // gone before the origin answers
+    alice.close(4000); // gone (a drop) before the origin answers
     await alice.closed();
     await new Promise((r) => setTimeout(r, 500)); // the origin has answered: the ack is logged for alice's session
     const back = await join("alice", room, { sid: "alice-4", resume: at });
@@ -100,7 +100,7 @@ describe("resume with missed-message recovery", () => {
     await alice.nextOf("sys", "ack");
     await carol.nextOf("chat", "say");
     const at = position(alice);
-    alice.close();
+    alice.close(4000); // a drop (the SDK's timeout code): the session stays
     await alice.closed();
     const back = await join("alice", room, { sid: "alice-5", resume: at });
     expect(back.authed.data.last_seq).toBe(5);
@@ -178,7 +178,7 @@ describe("recovery metrics", () => {
     const room = uniqueRoom();
     const alice = await join("alice", room, { sid: "alice-m" });
     const bob = await join("bob", room);
-    alice.close();
+    alice.close(4000); // a drop (the SDK's timeout code): the session stays
     await alice.closed();
     bob.send(chat(1));
     bob.send(chat(2));
