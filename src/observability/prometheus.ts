@@ -86,7 +86,7 @@ export const CATALOG = {
   },
   wsprism_origin_invalid_answers_total: {
     type: "counter",
-    help: "2xx origin answers that were malformed or held invalid actions.",
+    help: "2xx origin answers that could not be read (failed closed) or held invalid actions.",
     labels: ["tenant", "svc"],
   },
   // Resume with recovery (SPEC section 10).

@@ -41,7 +41,7 @@ export function dueStreams(due: string[]): string[] | "all" | null {
   const svcs = due.filter((n) => n.startsWith(`${OUTBOX_ALARM}/`)).map((n) => n.slice(OUTBOX_ALARM.length + 1));
   return svcs.length > 0 ? svcs : null;
 }
-/** Largest origin answer read; a larger one counts as an invalid answer. */
+/** Largest origin answer read; a larger one is unreadable (it fails closed, see room/answers.ts). */
 export const MAX_ANSWER_BYTES = 1024 * 1024;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
@@ -58,10 +58,11 @@ export interface RoomMeta {
 
 /**
  * How a batch settled, reported once per batch after its rows left the outbox:
- * the origin answered (2xx, `body` unparsed), or the batch failed for good.
+ * the origin answered (2xx, `body` unparsed, null when over MAX_ANSWER_BYTES),
+ * or the batch failed for good.
  */
 export type Settled =
-  | { kind: "answered"; meta: RoomMeta; svc: string; batchId: string; rows: OutboxRow[]; body: string }
+  | { kind: "answered"; meta: RoomMeta; svc: string; batchId: string; rows: OutboxRow[]; body: string | null }
   | { kind: "failed"; code: "ORIGIN_REJECTED" | "ORIGIN_UNAVAILABLE"; msg: string; rows: OutboxRow[] };
 
 /** Named deadlines that survive eviction (the room's AlarmMux fits). */
@@ -89,7 +90,7 @@ export interface BridgeOptions {
   onSettled: (s: Settled) => void;
 }
 
-type Outcome = { kind: "ok"; body: string } | { kind: "retry"; why: string } | { kind: "rejected"; status: number };
+type Outcome = { kind: "ok"; body: string | null } | { kind: "retry"; why: string } | { kind: "rejected"; status: number };
 
 export class OriginBridge {
   readonly outbox: Outbox;
@@ -302,7 +303,7 @@ async function post(env: Env, service: OriginService, id: string, body: string):
     });
     if (res.status >= 200 && res.status < 300) {
       const text = await readBoundedText(res, MAX_ANSWER_BYTES);
-      return { kind: "ok", body: text ?? "{\"actions\":\"too large\"}" };
+      return { kind: "ok", body: text }; // null: over MAX_ANSWER_BYTES
     }
     await res.body?.cancel();
     if (res.status >= 500 || res.status === 408 || res.status === 429) return { kind: "retry", why: `status ${res.status}` };

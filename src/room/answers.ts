@@ -69,10 +69,16 @@ function senderOf(room: RoomApi, r: OutboxRow): WebSocket[] {
 
 function applyAnswer(room: RoomApi, s: Answered): void {
   const { meta, svc, batchId, rows } = s;
-  const { actions, invalid, malformed } = parseActions(s.body);
-  if (malformed || invalid > 0) {
+  const { actions, invalid, skipped, unreadable } = parseActions(s.body);
+  if (unreadable !== null || invalid > 0) {
     room.counters.inc("wsprism_origin_invalid_answers_total", { tenant: meta.tenant, svc });
-    log("warn", "origin.invalid_answer", { trace_id: batchId, tenant: meta.tenant, room: meta.room, svc, malformed, invalid });
+    log("warn", "origin.invalid_answer", { trace_id: batchId, tenant: meta.tenant, room: meta.room, svc, unreadable, invalid, skipped });
+  }
+  // An answer that cannot be read fails closed (SPEC section 6): what it meant to
+  // reject is unknown, so no event that asked for an ack is acked.
+  if (unreadable !== null) {
+    notifySenders(room, rows.filter((r) => r.ack === 1), "ORIGIN_REJECTED", "origin answer unreadable");
+    return;
   }
   const rejected = new Set<string>();
   const byId = actions.length > 0 ? new Map(rows.map((r) => [r.event_id, r])) : new Map<string, OutboxRow>();
@@ -80,7 +86,7 @@ function applyAnswer(room: RoomApi, s: Answered): void {
     try {
       apply(room, meta.room, svc, a, byId, rejected);
     } catch (err) {
-      log("error", "origin.action_failed", { trace_id: batchId, tenant: meta.tenant, action: a.action, error: String(err) });
+      log("error", "origin.action_failed", { trace_id: batchId, tenant: meta.tenant, action: a.action, error: String(err).slice(0, 200) });
     }
   }
   // An event the origin rejected gets its error instead of an ack.

@@ -5,7 +5,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { checkAction, MAX_ACTIONS, parseActions } from "../../src/origin/actions.ts";
+import { checkAction, MAX_ACTIONS, MAX_SKIPPED_LISTED, parseActions } from "../../src/origin/actions.ts";
 
 const one = (action: unknown) => parseActions(JSON.stringify({ actions: [action] }));
 const ok = (action: unknown) => one(action).actions[0];
@@ -13,13 +13,27 @@ const ok = (action: unknown) => one(action).actions[0];
 describe("parseActions", () => {
   it("an empty body, no actions key, or an empty list: nothing to do", () => {
     for (const body of ["", "  \n", "{}", '{"actions":[]}', '{"other":1}']) {
-      expect(parseActions(body), body).toEqual({ actions: [], invalid: 0, malformed: false });
+      expect(parseActions(body), body).toEqual({ actions: [], invalid: 0, skipped: [], unreadable: null });
     }
   });
 
-  it("a body that is not a JSON object with an actions list is malformed", () => {
-    for (const body of ["nope", "[]", "null", "5", '{"actions":{}}', '{"actions":"x"}', '{"actions":null}']) {
-      expect(parseActions(body), body).toEqual({ actions: [], invalid: 0, malformed: true });
+  // SPEC section 6 (v1.2): such an answer fails closed (the senders get ORIGIN_REJECTED), so say why.
+  it("an answer the gateway cannot read is unreadable, with the reason: over 1 MiB, too deep, not JSON, actions not a list", () => {
+    const deep = `{"actions":[${"[".repeat(70)}${"]".repeat(70)}]}`;
+    const cases: [string | null, string][] = [
+      [null, "over 1 MiB"],
+      [deep, "nested deeper than 64 levels"],
+      ["nope", "not JSON"],
+      ['{"actions":[', "not JSON"],
+      ["[]", "not a JSON object"],
+      ["null", "not a JSON object"],
+      ["5", "not a JSON object"],
+      ['{"actions":{}}', "actions is not a list"],
+      ['{"actions":"x"}', "actions is not a list"],
+      ['{"actions":null}', "actions is not a list"],
+    ];
+    for (const [body, unreadable] of cases) {
+      expect(parseActions(body), String(body)).toEqual({ actions: [], invalid: 0, skipped: [], unreadable });
     }
   });
 
@@ -83,16 +97,48 @@ describe("parseActions", () => {
     ["kick with a long reason", { action: "kick", user: "u", reason: "r".repeat(201) }],
     ["kick with a numeric reason", { action: "kick", user: "u", reason: 5 }],
     ["kick with a null reason", { action: "kick", user: "u", reason: null }],
-  ])("skips and counts %s", (_name, action) => {
-    expect(one(action)).toEqual({ actions: [], invalid: 1, malformed: false });
+    // SPEC section 6 (v1.2): the SDK acts on sys frames (kicked, authed, presence), so an origin may not forge them.
+    ["reply with svc sys", { action: "reply", to: "e", svc: "sys", type: "authed", data: { user: "mallory" } }],
+    ["broadcast with svc sys", { action: "broadcast", svc: "sys", type: "presence", data: {} }],
+    ["send with svc sys", { action: "send", user: "u", svc: "sys", type: "kicked", data: { reason: "fake" } }],
+  ])("skips and counts %s, naming its index and the reason", (_name, action) => {
+    const r = one(action);
+    expect(r).toMatchObject({ actions: [], invalid: 1, unreadable: null });
+    expect(r.skipped).toEqual([{ index: 0, reason: expect.stringMatching(/^[a-z0-9 _-]{3,60}$/) }]);
+  });
+
+  it("the reasons are fixed texts: an action's own values never reach the log", () => {
+    const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const r = parseActions(JSON.stringify({ actions: [
+      { action: secret }, { action: "reply", to: secret.repeat(3), svc: "a", type: "b" }, { action: "send", user: secret.repeat(9), svc: secret, type: "b" },
+      { action: "broadcast", svc: "sys", type: secret }, { action: "kick", user: "u", reason: secret.repeat(9) },
+    ] }));
+    expect(r.skipped.map((x) => x.index)).toEqual([0, 1, 2, 3, 4]);
+    expect(JSON.stringify(r.skipped)).not.toContain("whsec");
+    expect(r.skipped.find((x) => x.index === 3)!.reason).toMatch(/sys/);
   });
 
   it("applies the valid actions around invalid ones, at most MAX_ACTIONS of them", () => {
     const r = parseActions(JSON.stringify({ actions: [{ action: "kick", sid: "a" }, { action: "nope" }, { action: "kick", sid: "b" }] }));
-    expect(r).toEqual({ actions: [{ action: "kick", sid: "a", reason: "kicked" }, { action: "kick", sid: "b", reason: "kicked" }], invalid: 1, malformed: false });
+    expect(r).toEqual({
+      actions: [{ action: "kick", sid: "a", reason: "kicked" }, { action: "kick", sid: "b", reason: "kicked" }],
+      invalid: 1,
+      skipped: [{ index: 1, reason: "unknown action" }],
+      unreadable: null,
+    });
     const many = parseActions(JSON.stringify({ actions: Array(MAX_ACTIONS + 5).fill({ action: "kick", sid: "a" }) }));
     expect(many.actions).toHaveLength(MAX_ACTIONS);
     expect(many.invalid).toBe(5);
+    expect(many.skipped).toEqual([{ index: MAX_ACTIONS, reason: `over ${MAX_ACTIONS} actions` }]);
+  });
+
+  it("lists at most MAX_SKIPPED_LISTED skipped actions, and counts them all", () => {
+    const list = Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? { action: "kick", sid: "a" } : { action: "nope" }));
+    const r = parseActions(JSON.stringify({ actions: list }));
+    expect(r.actions).toHaveLength(25);
+    expect(r.invalid).toBe(25);
+    expect(r.skipped).toHaveLength(MAX_SKIPPED_LISTED);
+    expect(r.skipped.map((x) => x.index)).toEqual(Array.from({ length: MAX_SKIPPED_LISTED }, (_, i) => 2 * i + 1));
   });
 
   it("property: any JSON value as an action never throws; what passes names a known action", () => {

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { Webhook } from "standardwebhooks";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { OUTBOX_MAX_EVENTS } from "../../src/origin/outbox.ts";
 import type { RoomObject } from "../../src/room/room.ts";
 import { script, uniqueEvents, waitForLog, type Step } from "../helpers/origin.ts";
@@ -207,43 +207,89 @@ describe("webhooks", () => {
     expect(posts.map((r) => r.json.events.map((e: any) => e.seq))).toEqual([[1, 2, 3], [4, 5]]);
   });
 
-  it("an invalid answer is counted and harms nothing; the sender still gets its ack", async () => {
+  it("invalid actions are skipped, counted and logged with their index and reason; the others apply and the ack is sent", async () => {
     const room = uniqueRoom();
     const a = await join("alice", room);
     await waitForLog(room, (l) => l.length === 1);
-    await script(room, [{ status: 200, body: "{not json" }, { status: 200, body: { actions: [{ action: "explode" }, { action: "kick" }] } }]);
+    await script(room, [{ status: 503 }], { status: 200 });
     a.send(chat(1));
-    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 1 });
-    a.send(chat(2));
-    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 2 });
-    expect(await invalidAnswers(room)).toBe(2);
+    const evId = messages(await waitForLog(room, (l) => messages(l).length === 1))[0].id;
+    // The SDK acts on sys frames (kicked, authed, presence): an origin may not send them (SPEC section 6, v1.2).
+    await script(room, [{ status: 200, body: { actions: [
+      { action: "reply", to: evId, svc: "sys", type: "authed", data: { user: "mallory" } },
+      { action: "broadcast", svc: "sys", type: "presence", data: { fake: true } },
+      { action: "send", user: "alice", svc: "sys", type: "kicked", data: { reason: "fake" } },
+      { action: "explode" },
+      { action: "broadcast", svc: "chat", type: "msg", data: "real" },
+    ] } }]);
+    const warn = vi.spyOn(console, "warn");
+    try {
+      expect((await a.nextOf("chat", "msg", 5000)).data).toBe("real");
+      expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 1 });
+      const line = warn.mock.calls.map((c) => JSON.parse(String(c[0]))).find((l) => l.event === "origin.invalid_answer" && l.room === room);
+      expect(line).toMatchObject({ unreadable: null, invalid: 4 });
+      expect(line.skipped.map((x: { index: number }) => x.index)).toEqual([0, 1, 2, 3]);
+      expect(line.skipped[0].reason).toMatch(/sys/);
+    } finally {
+      warn.mockRestore();
+    }
+    const forged = (await a.quiet(200)).filter((m) => m.kind === "text" && m.json.svc === "sys" && ["authed", "presence", "kicked"].includes(m.json.type));
+    expect(forged).toEqual([]);
+    expect(await invalidAnswers(room)).toBe(1);
     expect(a.closeEvent).toBeNull();
   });
 
-  it("an answer nested deeper than 64 levels is malformed: counted, nothing applied, the ack still sent", async () => {
+  // SPEC section 6 (v1.2): these used to ack every event of the batch, rejected ones included.
+  it("an answer the gateway cannot read fails closed: ORIGIN_REJECTED, no ack, nothing applied", async () => {
     const room = uniqueRoom();
     const a = await join("alice", room);
     const b = await join("bob", room);
-    await waitForLog(room, (l) => uniqueEvents(l).length === 2); // both open events answered
+    await waitForLog(room, (l) => uniqueEvents(l).length === 2);
+    const leak = { action: "broadcast", svc: "chat", type: "leak", data: "x" };
     const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
     // {"actions":[{…"data":X}]} is 3 levels around X.
-    const answer = (depth: number) => `{"actions":[{"action":"broadcast","svc":"chat","type":"deep","data":${nested(depth - 3)}}]}`;
+    const deep = (depth: number) => `{"actions":[${JSON.stringify(leak).slice(0, -1)},"more":${nested(depth - 3)}}]}`;
     await script(room, [
-      { status: 200, body: answer(10_000) },
-      { status: 200, body: answer(65) },
-      { status: 200, body: answer(64) },
+      { status: 200, body: `{"actions":[${JSON.stringify(leak)}]` }, // not JSON
+      { status: 200, body: { actions: { 0: leak } } }, // actions not a list
+      { status: 200, body: { actions: [leak], pad: "p".repeat(1024 * 1024) } }, // over 1 MiB
+      { status: 200, body: deep(10_000) },
+      { status: 200, body: deep(65) },
+      { status: 200, body: deep(64) },
     ]);
-    a.send(chat(1));
-    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 1 });
-    a.send(chat(2));
-    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 2 });
-    expect(await invalidAnswers(room)).toBe(2);
-    expect((await b.quiet()).filter((m) => m.kind === "text" && m.json.type === "deep")).toEqual([]);
-    // 64 levels are applied.
-    a.send(chat(3));
-    expect((await b.nextOf("chat", "deep")).data).toEqual(JSON.parse(nested(61)));
-    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 3 });
+    for (let seq = 1; seq <= 5; seq++) {
+      a.send(chat(seq));
+      expect((await a.nextOf("sys", "error")).data, `seq ${seq}`).toEqual({ code: "ORIGIN_REJECTED", msg: expect.any(String), seq });
+    }
+    expect(await invalidAnswers(room)).toBe(5);
+    expect(a.inbox.filter((m) => m.kind === "text" && m.json.type === "ack")).toEqual([]);
+    // 64 levels are read and applied.
+    a.send(chat(6));
+    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 6 });
+    expect((await b.nextOf("chat", "leak")).data).toBe("x");
+    expect((await b.quiet()).filter((m) => m.kind === "text" && m.json.type === "leak")).toEqual([]); // once only
     expect(a.closeEvent).toBeNull();
+  });
+
+  it("an unreadable answer rejects every event of its batch that asked for an ack, whoever sent it", async () => {
+    const room = uniqueRoom();
+    const a = await join("alice", room);
+    const b = await join("bob", room);
+    await waitForLog(room, (l) => uniqueEvents(l).length === 2);
+    await script(room, [{ status: 200, delayMs: 300 }, { status: 200, body: "{not json" }]);
+    a.send(chat(1));
+    await waitForLog(room, (l) => messages(l).length === 1);
+    // While the first POST is in flight: these three share the next one.
+    a.send(chat(2));
+    a.send(chat(3, undefined, 0)); // no ack asked: nothing to answer
+    b.send(chat(4));
+    expect((await a.nextOf("sys", "ack")).data).toEqual({ seq: 1 });
+    expect((await a.nextOf("sys", "error")).data).toMatchObject({ code: "ORIGIN_REJECTED", seq: 2 });
+    expect((await b.nextOf("sys", "error")).data).toMatchObject({ code: "ORIGIN_REJECTED", seq: 4 });
+    const log = await waitForLog(room, () => true);
+    expect(log.at(-1)!.json.events.map((e: any) => e.seq).sort()).toEqual([2, 3, 4]); // one batch (two sockets: any order)
+    const late = [...(await a.quiet(200)), ...b.inbox].filter((m) => m.kind === "text" && m.json.svc === "sys" && ["ack", "error"].includes(m.json.type));
+    expect(late).toEqual([]); // no ack for 2 or 4, nothing for 3
   });
 
   it("survives eviction during an origin outage: no event lost, order kept, ids stable", async () => {
