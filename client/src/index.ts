@@ -69,9 +69,13 @@ export const SUBPROTOCOL = "wsprism.v1";
  * expired (the refresh did not happen or was refused), 4003 kicked, 4004 session
  * replaced, and the gateway's permanent refusals 4000 + HTTP status (SPEC section 2):
  * 4400 BAD_REQUEST / UNKNOWN_TENANT, 4401 AUTH_FAILED, 4403 NOT_ALLOWED,
- * 4409 TOO_MANY_SESSIONS. A new ticket would not change their answer.
+ * 4409 TOO_MANY_SESSIONS. A new ticket would not change their answer. Except a 4400 for
+ * a sid another user holds: the client then connects as a new session under a fresh sid.
  */
 export const TERMINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1008, 4001, 4003, 4004, 4400, 4401, 4403, 4409]);
+
+/** The gateway's `sys.error` msg (BAD_REQUEST, then 4400) for a sid another user holds: the SDK then takes a fresh sid. */
+const SID_TAKEN = "sid is held by another user";
 
 /**
  * Close code the SDK uses (and reports) when it gives up waiting: no `pong` in
@@ -562,10 +566,14 @@ export class WsPrismClient {
   private handleClose(ws: WebSocketLike, code: number, reason: string, again?: boolean): void {
     if (this.ws !== ws) return;
     this.detach();
+    // Our sid is another user's (SPEC section 2; we were away past window_s): a new session under a fresh
+    // sid, no resume, no (sid, seq) dedup: acked messages in flight reject below, the queue goes on.
+    const taken = code === 4400 && this._sid && this._lastError?.msg === SID_TAKEN;
+    if (taken) [this._sid, this.pos] = [undefined, null];
     // With a position the next connection resumes: acked messages wait for it (resent then).
     this.rejectPending(this.stopped ? "CLOSED" : "DISCONNECTED", "the connection closed before the ack", this.pos !== null);
     const willReconnect =
-      again ?? (!this.stopped && this.attempts < this.opts.maxRetries && this.opts.shouldReconnect({ code, reason }));
+      again ?? (!this.stopped && this.attempts < this.opts.maxRetries && (taken || this.opts.shouldReconnect({ code, reason })));
     const info: CloseInfo = { code, reason, willReconnect };
     this._lastClose = info;
     this.log?.("close", code, reason, willReconnect ? "(will reconnect)" : "(stays closed)");
@@ -757,6 +765,8 @@ export class WsPrismClient {
     // A position was known, so this connection asked to resume (buildUrl; nothing moves it in between).
     const resumed = this.pos !== null;
     const ok = resumed && recovered === true;
+    // No sid after a session: it was another user's (handleClose), so this is a new session.
+    const taken = !this._sid && this._session;
     this.replay = +(ok && (count as number)) || 0;
     // Recovered: keep our position, the replay moves it. Otherwise start from the room's head.
     if (!ok) this.pos = typeof epoch === "string" && typeof off === "number" ? { epoch, off } : null;
@@ -775,7 +785,7 @@ export class WsPrismClient {
     this.events.emit("authed", info);
     if (ok) {
       if (!this.replay) this.recovered();
-    } else if (resumed) this.events.emit("resync", { reason: (data.reason as string) ?? "unknown" });
+    } else if (resumed || taken) this.events.emit("resync", { reason: taken ? "sid_taken" : ((data.reason as string) ?? "unknown") });
   }
 
   private recovered(): void {

@@ -333,17 +333,26 @@ describe("a sid held by another user (SPEC section 2: 400 BAD_REQUEST, on a sock
     expect([sockets[3]!.query().get("sid"), sockets[3]!.query().get("resume")]).toEqual(["fresh", "e1.30"]);
   });
 
-  it("replaces a sid given as an option too; other 4400 refusals stay final", async () => {
+  it("replaces a sid given as an option too (no resync on a first connect); other 4400 refusals stay final", async () => {
     const { client, sockets, last } = setup({ sid: "device-1", heartbeatMs: 0 });
+    const resync = vi.fn();
+    client.on("resync", resync);
     await flush();
     taken(last());
     await vi.advanceTimersByTimeAsync(250);
     expect(sockets[1]!.query().has("sid")).toBe(false);
     sockets[1]!.open();
-    sockets[1]!.sys("error", { code: "BAD_REQUEST", msg: "missing or malformed room" });
-    sockets[1]!.drop(4400, "BAD_REQUEST");
+    sockets[1]!.authed(1, "alice", "fresh");
+    expect([client.sid, resync.mock.calls.length]).toEqual(["fresh", 0]);
+    sockets[1]!.drop(1006);
+    await vi.advanceTimersByTimeAsync(FIRST_BACKOFF);
+    expect(sockets[2]!.query().get("sid")).toBe("fresh");
+    sockets[2]!.open();
+    sockets[2]!.sys("error", { code: "BAD_REQUEST", msg: "missing or malformed room" });
+    sockets[2]!.drop(4400, "BAD_REQUEST");
     expect(client.status).toBe("closed");
+    expect(client.sid).toBe("fresh");
     await vi.advanceTimersByTimeAsync(60_000);
-    expect(sockets).toHaveLength(2);
+    expect(sockets).toHaveLength(3);
   });
 });
