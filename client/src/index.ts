@@ -17,7 +17,6 @@
 import { backoffDelay, type BackoffOptions } from "./backoff.js";
 import {
   decodeBinaryMessage,
-  EXT_FLAG_ACK,
   encodeEnvelope,
   encodeHotFrame,
   isProtocolToken,
@@ -70,9 +69,13 @@ export const SUBPROTOCOL = "wsprism.v1";
  * expired (the refresh did not happen or was refused), 4003 kicked, 4004 session
  * replaced, and the gateway's permanent refusals 4000 + HTTP status (SPEC section 2):
  * 4400 BAD_REQUEST / UNKNOWN_TENANT, 4401 AUTH_FAILED, 4403 NOT_ALLOWED,
- * 4409 TOO_MANY_SESSIONS. A new ticket would not change their answer.
+ * 4409 TOO_MANY_SESSIONS. A new ticket would not change their answer. Except a 4400 for
+ * a sid another user holds: the client then connects as a new session under a fresh sid.
  */
 export const TERMINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 1008, 4001, 4003, 4004, 4400, 4401, 4403, 4409]);
+
+/** The gateway's `sys.error` msg (BAD_REQUEST, then 4400) for a sid another user holds: the SDK then takes a fresh sid. */
+const SID_TAKEN = "sid is held by another user";
 
 /**
  * Close code the SDK uses (and reports) when it gives up waiting: no `pong` in
@@ -186,10 +189,7 @@ export class WsPrismClient {
   constructor(options: WsPrismClientOptions) {
     if (!options || typeof options.getTicket !== "function") throw new TypeError("getTicket is required");
     this.opts = {
-      url: options.url,
-      tenant: options.tenant,
-      room: options.room,
-      getTicket: options.getTicket,
+      ...options,
       heartbeatMs: options.heartbeatMs ?? 10_000,
       pongTimeoutMs: options.pongTimeoutMs ?? 5_000,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
@@ -374,9 +374,7 @@ export class WsPrismClient {
    */
   sendHot(svc: number, op: number, payload: Uint8Array, opts: { seq?: number } = {}): boolean {
     if (!isU8(svc) || !isU8(op)) throw new RangeError("svc and op must be integers in 0..255");
-    if (opts.seq !== undefined && !(Number.isInteger(opts.seq) && opts.seq >= 0 && opts.seq <= 0xffffffff)) {
-      throw new RangeError("seq must be a u32");
-    }
+    if (opts.seq !== undefined && opts.seq >>> 0 !== opts.seq) throw new RangeError("seq must be a u32"); // an integer in 0..2^32-1
     const ws = this.ws;
     if (!ws || !this.isOpen()) return false;
     try {
@@ -390,7 +388,7 @@ export class WsPrismClient {
   // --- Connection ----------------------------------------------------------------------
 
   private isOpen(): boolean {
-    return this._status === "open" && this.ws !== null && this.ws.readyState === WS_OPEN;
+    return this._status === "open" && this.ws?.readyState === WS_OPEN;
   }
 
   private setStatus(s: Status): void {
@@ -407,20 +405,20 @@ export class WsPrismClient {
 
   private buildUrl(ticket: string): { url: string; protocols: string[] } {
     const u = new URL(this.opts.url);
-    if (u.protocol === "http:") u.protocol = "ws:";
-    else if (u.protocol === "https:") u.protocol = "wss:";
+    const q = u.searchParams;
+    u.protocol = u.protocol.replace(/^http/, "ws"); // http: is ws:, https: is wss:
     if (u.protocol !== "ws:" && u.protocol !== "wss:") throw new TypeError("url must be ws(s):// or http(s)://");
     if (u.pathname === "" || u.pathname === "/") u.pathname = "/v1/ws";
-    u.searchParams.set("tenant", this.opts.tenant);
-    u.searchParams.set("room", this.opts.room);
-    if (this._sid !== undefined) u.searchParams.set("sid", this._sid);
+    q.set("tenant", this.opts.tenant);
+    q.set("room", this.opts.room);
+    if (this._sid !== undefined) q.set("sid", this._sid);
     const pos = this.pos;
-    if (pos) u.searchParams.set("resume", `${pos.epoch}.${pos.off}`);
+    if (pos) q.set("resume", `${pos.epoch}.${pos.off}`);
     const proto = `ticket.${ticket}`;
     // A subprotocol must be an HTTP token (browsers throw otherwise): a ticket with
     // other characters (e.g. the `dev:<user>` tickets) goes in the query instead.
     if (isProtocolToken(proto)) return { url: u.toString(), protocols: [SUBPROTOCOL, proto] };
-    u.searchParams.set("ticket", ticket);
+    q.set("ticket", ticket);
     return { url: u.toString(), protocols: [SUBPROTOCOL] };
   }
 
@@ -568,10 +566,14 @@ export class WsPrismClient {
   private handleClose(ws: WebSocketLike, code: number, reason: string, again?: boolean): void {
     if (this.ws !== ws) return;
     this.detach();
+    // Our sid is another user's (SPEC section 2; we were away past window_s): a new session under a fresh
+    // sid, no resume, no (sid, seq) dedup: acked messages in flight reject below, the queue goes on.
+    const taken = code === 4400 && this._sid && this._lastError?.msg === SID_TAKEN;
+    if (taken) [this._sid, this.pos] = [undefined, null];
     // With a position the next connection resumes: acked messages wait for it (resent then).
     this.rejectPending(this.stopped ? "CLOSED" : "DISCONNECTED", "the connection closed before the ack", this.pos !== null);
     const willReconnect =
-      again ?? (!this.stopped && this.attempts < this.opts.maxRetries && this.opts.shouldReconnect({ code, reason }));
+      again ?? (!this.stopped && this.attempts < this.opts.maxRetries && (taken || this.opts.shouldReconnect({ code, reason })));
     const info: CloseInfo = { code, reason, willReconnect };
     this._lastClose = info;
     this.log?.("close", code, reason, willReconnect ? "(will reconnect)" : "(stays closed)");
@@ -663,7 +665,7 @@ export class WsPrismClient {
   }
 
   private stopHeartbeat(): void {
-    if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer);
+    clearInterval(this.heartbeatTimer!); // null: a no-op
     this.heartbeatTimer = null;
     this.clearTimer("pongTimer");
     this.pingSentAt = null;
@@ -740,8 +742,7 @@ export class WsPrismClient {
           break;
         case "error": {
           const info: ErrorInfo = { code: String(data.code ?? "INTERNAL"), msg: String(data.msg ?? "") };
-          if (typeof data.seq === "number") info.seq = data.seq;
-          if (info.seq !== undefined) this.settle(info.seq, new WsPrismError(info.code, info.msg, info.seq));
+          if (typeof data.seq === "number") this.settle((info.seq = data.seq), new WsPrismError(info.code, info.msg, info.seq));
           this.emitError(info);
           break;
         }
@@ -764,6 +765,8 @@ export class WsPrismClient {
     // A position was known, so this connection asked to resume (buildUrl; nothing moves it in between).
     const resumed = this.pos !== null;
     const ok = resumed && recovered === true;
+    // No sid after a session: it was another user's (handleClose), so this is a new session.
+    const taken = !this._sid && this._session;
     this.replay = +(ok && (count as number)) || 0;
     // Recovered: keep our position, the replay moves it. Otherwise start from the room's head.
     if (!ok) this.pos = typeof epoch === "string" && typeof off === "number" ? { epoch, off } : null;
@@ -773,20 +776,16 @@ export class WsPrismClient {
     this.clearTimer("connectTimer");
     this.members.clear();
     this.members.set(slot, { user, sid });
-    // "open" before the flush (so the flush writes to the socket), announced after
-    // it (so a listener's sends come after the queued ones).
-    this._status = "open";
     // Acked messages of the dropped connection first (same seq), but not those the room accepted already.
     // (A missing last_seq compares false: all are resent.)
     for (const [seq, p] of this.pending) if (!(seq <= (last_seq as number))) this.write(seq, p.text!);
     this.flushQueue();
     this.scheduleRefresh();
-    this.log?.("status", "open");
-    this.events.emit("status", "open");
+    this.setStatus("open"); // after the flush: a listener's sends come after the queued ones
     this.events.emit("authed", info);
     if (ok) {
       if (!this.replay) this.recovered();
-    } else if (resumed) this.events.emit("resync", { reason: (data.reason as string) ?? "unknown" });
+    } else if (resumed || taken) this.events.emit("resync", { reason: taken ? "sid_taken" : ((data.reason as string) ?? "unknown") });
   }
 
   private recovered(): void {
@@ -886,7 +885,7 @@ export class WsPrismClient {
     }
     if (this.ws !== ws || !this.isOpen()) throw gone();
     const seq = ++this.seq;
-    const text = JSON.stringify({ v: 1, svc: "sys", type: "refresh", flags: EXT_FLAG_ACK, seq, data: { ticket: ticket.t } });
+    const text = encodeEnvelope("sys", "refresh", seq, { ticket: ticket.t }, true);
     await new Promise<void>((resolve, reject) => this.transmit({ seq, text, ack: true, resolve, reject, once: true }));
     this.log?.("ticket refreshed");
     if (this.ws !== ws) return;
@@ -894,12 +893,19 @@ export class WsPrismClient {
     this.scheduleRefresh();
   }
 
-  /** With a known `exp`: refresh `refreshBeforeExpMs` before it (or at half the remaining life when shorter). */
-  private scheduleRefresh(): void {
+  /**
+   * With a known `exp`: refresh `refreshBeforeExpMs` before it (or at half the remaining life when shorter).
+   * `retry`, after a failed refresh: try again in 1–5 s while the current ticket is still valid.
+   */
+  private scheduleRefresh(retry?: boolean): void {
     this.clearTimer("refreshTimer");
     const exp = this.ticketExp;
     if (exp === null) return;
     const left = exp * 1000 - Date.now();
+    if (retry) {
+      if (left > 0) this.refreshLater(Math.max(1000, Math.min(5000, left / 2)));
+      return;
+    }
     let delay = left - this.opts.refreshBeforeExpMs;
     if (delay < 0) delay = Math.max(1000, left / 2);
     this.refreshLater(Math.min(delay, MAX_TIMER_MS));
@@ -911,23 +917,13 @@ export class WsPrismClient {
       this.refreshTimer = null;
       // A sys.error or REFRESH_FAILED was reported as an `error` event already.
       this.refresh().catch(() => {
-        if (this.ws === ws) this.retryRefresh();
+        if (this.ws === ws) this.scheduleRefresh(true);
       });
     }, delay);
   }
 
-  /** After a failed refresh: try again in 1–5 s while the current ticket is still valid. */
-  private retryRefresh(): void {
-    this.clearTimer("refreshTimer");
-    const exp = this.ticketExp;
-    if (exp === null) return;
-    const left = exp * 1000 - Date.now();
-    if (left > 0) this.refreshLater(Math.max(1000, Math.min(5000, left / 2)));
-  }
-
   private clearTimer(name: "reconnectTimer" | "connectTimer" | "pongTimer" | "refreshTimer"): void {
-    const t = this[name];
-    if (t !== null) clearTimeout(t);
+    clearTimeout(this[name]!); // null: a no-op
     this[name] = null;
   }
 }
@@ -953,8 +949,9 @@ function browserNetwork(): NetworkLike | null {
   };
 }
 
+/** An integer in 0..255 (NaN, fractions, negatives and non-numbers fail). */
 function isU8(n: number): boolean {
-  return Number.isInteger(n) && n >= 0 && n <= 255;
+  return (n & 255) === n;
 }
 
 function addHandler<F>(map: Map<string, Set<F>>, key: string, fn: F): () => void {

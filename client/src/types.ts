@@ -50,8 +50,11 @@ export interface Position {
   readonly off: number;
 }
 
-/** Why a resume recovered nothing (SPEC section 10); `unknown` when the gateway gave no reason. */
-export type ResyncReason = "too_old" | "epoch" | "too_many" | "disabled" | "unknown" | (string & {});
+/**
+ * Why a resume recovered nothing (SPEC section 10); `unknown` when the gateway gave no reason;
+ * `sid_taken`: the sid was another user's, so the client started a new session under a fresh sid.
+ */
+export type ResyncReason = "too_old" | "epoch" | "too_many" | "disabled" | "sid_taken" | "unknown" | (string & {});
 
 export interface PresenceEvent {
   event: "join" | "leave";
@@ -88,7 +91,7 @@ export interface ClientEvents {
   status: Status;
   /** A resume got everything missed: emitted after the `count` replayed frames were delivered (at once when 0). */
   recovered: { count: number };
-  /** A resume recovered nothing: refetch your state from your origin. Emitted right after `authed`. */
+  /** A resume recovered nothing, or the sid was another user's (a new session): refetch your state from your origin. Emitted right after `authed`. */
   resync: { reason: ResyncReason };
 }
 

@@ -23,6 +23,7 @@ export interface Admission {
 }
 
 const REFUSALS: Record<RefusalReason, () => Response> = {
+  // Keep this msg word for word: clients (the SDK) tell this 400 from the others by it (docs/protocol.md).
   sid_taken: () => jsonError(400, "BAD_REQUEST", "sid is held by another user"),
   sessions: () => jsonError(409, "TOO_MANY_SESSIONS", "the user has max_sessions_per_user sessions already"),
   user_rooms: () => jsonError(503, "RESOURCE_EXHAUSTED", "the user is in max_rooms_per_user rooms already", 5),

@@ -267,3 +267,92 @@ describe("recovered and resync", () => {
     expect(seen).not.toHaveBeenCalled();
   });
 });
+
+describe("the SDK's own closes resume; close() ends the session", () => {
+  it("resumes after a pong timeout, a connect timeout and reconnect() (all 4000: abnormal, SPEC section 10)", async () => {
+    const { client, s, sockets } = await connected(10, { heartbeatMs: 1000, pongTimeoutMs: 4000, connectTimeoutMs: 3000 });
+    await vi.advanceTimersByTimeAsync(4000); // the ping at open is never answered
+    expect(s.closedWith).toEqual({ code: 4000, reason: "pong timeout" });
+    await vi.advanceTimersByTimeAsync(FIRST_BACKOFF);
+    const s2 = sockets[1]!;
+    expect([s2.query().get("sid"), s2.query().get("resume")]).toEqual(["sid-a", "e1.10"]);
+    s2.open(); // and no authed
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(s2.closedWith).toEqual({ code: 4000, reason: "connect timeout" });
+    await vi.advanceTimersByTimeAsync(250);
+    const s3 = sockets[2]!;
+    expect([s3.query().get("sid"), s3.query().get("resume")]).toEqual(["sid-a", "e1.10"]);
+    s3.open();
+    s3.authed(1, "alice", "sid-a", { epoch: "e1", off: 12, resumed: true, recovered: true, count: 0, last_seq: 0 });
+    client.reconnect();
+    expect(s3.closedWith).toEqual({ code: 4000, reason: "reconnect" });
+    await flush();
+    expect([sockets[3]!.query().get("sid"), sockets[3]!.query().get("resume")]).toEqual(["sid-a", "e1.10"]);
+  });
+
+  it("closes with 1000 on close()", async () => {
+    const { client, s } = await connected(10);
+    client.close();
+    expect(s.closedWith).toEqual({ code: 1000, reason: "client closed" });
+  });
+});
+
+describe("a sid held by another user (SPEC section 2: 400 BAD_REQUEST, on a socket 4400)", () => {
+  const taken = (s: FakeSocket) => {
+    s.sys("error", { code: "BAD_REQUEST", msg: "sid is held by another user" });
+    s.drop(4400, "BAD_REQUEST");
+  };
+
+  it("drops the sid and the position, connects as a new session, and reports resync sid_taken", async () => {
+    const { client, s, sockets, closes } = await connected(10);
+    const events: unknown[] = [];
+    client.on("resync", (r) => events.push(r));
+    client.on("recovered", (r) => events.push(r));
+    const inFlight = client.send("chat", "send", { n: 1 }, { ack: true }).catch((e: unknown) => e);
+    const s2 = await dropAndReopen({ sockets }, s); // away longer than window_s: another user took sid-a
+    expect([s2.query().get("sid"), s2.query().get("resume")]).toEqual(["sid-a", "e1.10"]);
+    const queued = client.send("chat", "send", { n: 2 }, { ack: true });
+    taken(s2);
+    expect(closes.at(-1)).toEqual({ code: 4400, reason: "BAD_REQUEST", willReconnect: true });
+    expect(client.status).toBe("reconnecting");
+    expect([client.sid, client.position]).toEqual([undefined, null]);
+    // No (sid, seq) dedup holds across sessions: the message written to the old one is the app's to resend.
+    expect(await inFlight).toMatchObject({ code: "DISCONNECTED", seq: 1 });
+    await vi.advanceTimersByTimeAsync(250);
+    const s3 = sockets[2]!;
+    expect([s3.query().has("sid"), s3.query().has("resume")]).toEqual([false, false]);
+    s3.open();
+    s3.authed(4, "alice", "fresh", { epoch: "e1", off: 30, last_seq: 0 });
+    expect(events).toEqual([{ reason: "sid_taken" }]);
+    expect(s3.json()).toEqual([{ v: 1, svc: "chat", type: "send", flags: 4, seq: 2, data: { n: 2 } }]); // queued: sent
+    s3.sys("ack", { seq: 2 });
+    await expect(queued).resolves.toBeUndefined();
+    expect([client.sid, client.position]).toEqual(["fresh", { epoch: "e1", off: 30 }]);
+    s3.drop(1006); // the new session resumes as usual
+    await vi.advanceTimersByTimeAsync(FIRST_BACKOFF);
+    expect([sockets[3]!.query().get("sid"), sockets[3]!.query().get("resume")]).toEqual(["fresh", "e1.30"]);
+  });
+
+  it("replaces a sid given as an option too (no resync on a first connect); other 4400 refusals stay final", async () => {
+    const { client, sockets, last } = setup({ sid: "device-1", heartbeatMs: 0 });
+    const resync = vi.fn();
+    client.on("resync", resync);
+    await flush();
+    taken(last());
+    await vi.advanceTimersByTimeAsync(250);
+    expect(sockets[1]!.query().has("sid")).toBe(false);
+    sockets[1]!.open();
+    sockets[1]!.authed(1, "alice", "fresh");
+    expect([client.sid, resync.mock.calls.length]).toEqual(["fresh", 0]);
+    sockets[1]!.drop(1006);
+    await vi.advanceTimersByTimeAsync(FIRST_BACKOFF);
+    expect(sockets[2]!.query().get("sid")).toBe("fresh");
+    sockets[2]!.open();
+    sockets[2]!.sys("error", { code: "BAD_REQUEST", msg: "missing or malformed room" });
+    sockets[2]!.drop(4400, "BAD_REQUEST");
+    expect(client.status).toBe("closed");
+    expect(client.sid).toBe("fresh");
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(sockets).toHaveLength(3);
+  });
+});

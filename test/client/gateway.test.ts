@@ -311,4 +311,35 @@ describe("SDK resume against the gateway (SPEC section 10)", () => {
     expect(presence.filter((p) => p.endsWith(":alice"))).toEqual([]);
     expect(alice.position?.off).toBeGreaterThan(0);
   });
+
+  it("a resume naming a sid another user took meanwhile: a new session under a fresh sid, reported as resync", async () => {
+    const room = uniqueRoom("sdk-sid");
+    const sid = `S${crypto.randomUUID().replaceAll("-", "")}`;
+    const sockets: Adapter[] = [];
+    const carol = client({ tenant: "rec", room, sid, getTicket: () => "dev:carol", backoff: { baseMs: 20, maxMs: 50 } }, fetchSocket({}, sockets));
+    await authed(carol);
+    carol.close(); // deliberate (1000): the session ends, its sid is free
+    const dir = env.DIRECTORY.get(env.DIRECTORY.idFromName("t/rec"));
+    await until(async () => expect((await dir.list()).some((r) => r.sid === sid)).toBe(false));
+    const dave = client({ tenant: "rec", room, sid, getTicket: () => "dev:dave" });
+    expect((await authed(dave)).sid).toBe(sid);
+    const got: unknown[] = [];
+    dave.onMessage("chat", "*", (d) => got.push(d));
+    const resyncs: unknown[] = [];
+    carol.on("resync", (r) => resyncs.push(r));
+    const gaveUp = new Promise<never>((_, no) => carol.on("close", (c) => c.willReconnect || no(new Error(`stopped at ${c.code}`))));
+    const again = Promise.race([authed(carol), gaveUp]);
+    carol.connect();
+    const acked = carol.send("chat", "send", { n: "queued" }, { ack: true });
+    const fresh = await again;
+    const [refused, next] = [1, 2].map((i) => new URL(sockets[i]!.url).searchParams);
+    expect([refused!.get("sid"), refused!.has("resume")]).toEqual([sid, true]);
+    expect(carol.lastError).toEqual({ code: "BAD_REQUEST", msg: "sid is held by another user" });
+    expect([next!.has("sid"), next!.has("resume")]).toEqual([false, false]);
+    expect(fresh.sid).not.toBe(sid);
+    expect(carol.sid).toBe(fresh.sid);
+    expect(resyncs).toEqual([{ reason: "sid_taken" }]);
+    await acked;
+    await until(() => expect(got).toEqual([{ n: "queued" }]));
+  });
 });
