@@ -276,6 +276,17 @@ export class Outbox {
     return true;
   }
 
+  /**
+   * The highest `seq` of an ACK_REQUESTED message of session `cid` still waiting
+   * here (in memory or in storage), 0 if none: a resume's `last_seq` covers it,
+   * so its resend is not forwarded a second time.
+   */
+  highestSeq(cid: string): number {
+    let max = this.sql.exec<{ m: number | null }>("SELECT MAX(seq) AS m FROM outbox WHERE cid = ? AND ack = 1", cid).one().m ?? 0;
+    for (const held of this.mem.values()) for (const r of held) if (r.cid === cid && r.ack === 1 && r.seq !== null) max = Math.max(max, r.seq);
+    return max;
+  }
+
   /** Whether a batch's rows are in storage (false: held in memory only). */
   isStored(batchId: string): boolean {
     return !this.memBatches.has(batchId);

@@ -25,6 +25,11 @@ type Answered = Extract<Settled, { kind: "answered" }>;
 export function settle(room: RoomApi, s: Settled): void {
   if (s.kind === "answered") applyAnswer(room, s);
   else notifySenders(room, s.rows, s.code, s.msg);
+  // The session's last_seq covers these messages now: a resend after a resume is not forwarded again.
+  for (const r of s.rows) {
+    const cid = r.kind === "message" && r.ack === 1 && r.seq !== null ? cidOf(r) : undefined;
+    if (cid !== undefined) room.answered(cid, r.seq!);
+  }
 }
 
 /** sys.error to the senders of the message events of a batch. */

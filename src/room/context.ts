@@ -22,6 +22,8 @@ export interface RoomApi {
    * return the text to send (with its `off`); otherwise the frame as it is.
    */
   record(frame: string, to: Address, svc: string, owner?: string): string;
+  /** An ACK_REQUESTED message of session `cid` was answered by its origin: the session's `last_seq` covers it. */
+  answered(cid: string, seq: number): void;
   /** Whether ghosts that may still come back hold sids here (their directory rows are renewed too). */
   holdsGhosts(): boolean;
   /** Renew the room's sessions in the tenant directory. */

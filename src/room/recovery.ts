@@ -50,17 +50,23 @@ export interface Prepared {
 /** A ghost as the room announces it when its grace ends. */
 export type Departed = { sid: string; user: string; slot: number; trace: string };
 
+/** The room's alarm that announces ghosts whose grace ends. */
+export const GHOSTS_ALARM = "ghosts";
+type Alarms = { schedule(name: string, at: number): void; clear(name: string): void };
+
 const NOTHING: Prepared = { others: new Set(), users: new Set(), unannounced: false, taken: false };
 
 export class Recovery {
   readonly history: History;
   readonly roster: Roster;
   private readonly counters: Counters;
+  private readonly alarms: Alarms;
 
-  constructor(storage: DurableObjectStorage, counters: Counters) {
+  constructor(storage: DurableObjectStorage, counters: Counters, alarms: Alarms) {
     this.history = new History(storage);
     this.roster = new Roster(storage);
     this.counters = counters;
+    this.alarms = alarms;
   }
 
   /** Whether `svc`'s frames are logged (a service's own setting, else the tenant's). */
@@ -112,7 +118,7 @@ export class Recovery {
    * the frames to replay. `kept`: the session kept its slot and presence (its old
    * socket was replaced, or it comes back within its grace).
    */
-  join(t: TenantPolicy, req: ConnectRequest, slot: number, kept: boolean, now: number): Joined {
+  join(t: TenantPolicy, req: ConnectRequest, slot: number, kept: boolean, now: number, pending: (cid: string) => number): Joined {
     const rec = t.recovery;
     const none = () => {};
     if (!rec.enabled) {
@@ -123,7 +129,9 @@ export class Recovery {
     const known = this.roster.get(req.sid);
     const same = known !== undefined && known.user === req.user && req.resume != null;
     const { epoch, off } = this.history.position();
-    const session = same ? known : { cid: req.trace, last_seq: 0, start_off: off, since: now };
+    // last_seq: what was relayed or answered, and what still waits in the outbox (held in memory, a message
+    // is lost with a reset instance: then it is not counted, and its resend is forwarded).
+    const session = same ? { ...known, last_seq: Math.max(known.last_seq, pending(known.cid)) } : { cid: req.trace, last_seq: 0, start_off: off, since: now };
     this.roster.join({ sid: req.sid, user: req.user, slot, cid: session.cid, last_seq: session.last_seq, start_off: session.start_off, since: session.since });
     const fields: Record<string, unknown> = { epoch, off, last_seq: session.last_seq };
     const joined = { cid: session.cid, lastSeq: session.last_seq, fields };
@@ -144,9 +152,9 @@ export class Recovery {
     return { ...joined, replay: counted.stream };
   }
 
-  /** An ACK_REQUESTED message was accepted from this session. */
-  accepted(sid: string, seq: number): void {
-    this.roster.accepted(sid, seq);
+  /** An ACK_REQUESTED message of session `cid` was accepted for good (relayed and logged, or answered). */
+  accepted(t: TenantPolicy, cid: string, seq: number): void {
+    if (t.recovery.enabled) this.roster.accepted(cid, seq);
   }
 
   /**
@@ -164,12 +172,22 @@ export class Recovery {
     }
     const announceNow = t.recovery.grace_s <= 0;
     this.roster.ghost(sid, now, announceNow);
+    if (!announceNow) this.scheduleGhosts(t);
     return announceNow ? "announce" : "ghost";
   }
 
-  /** Ghosts whose grace is over: announce their departure now (presence `leave`, `close` webhooks). */
+  /** Ghosts whose grace is over (the ghosts alarm fired): announce their departure now (presence `leave`, `close` webhooks). */
   ghostsDue(t: TenantPolicy, now: number): Departed[] {
-    return this.roster.takeDueGhosts(now - t.recovery.grace_s * 1000).map(departed);
+    const due = this.roster.takeDueGhosts(now - t.recovery.grace_s * 1000).map(departed);
+    this.scheduleGhosts(t);
+    return due;
+  }
+
+  /** The alarm at the end of the next ghost's grace. */
+  private scheduleGhosts(t: TenantPolicy): void {
+    const at = this.nextGhostAt(t);
+    if (at === null) this.alarms.clear(GHOSTS_ALARM);
+    else this.alarms.schedule(GHOSTS_ALARM, at);
   }
 
   /** Ghosts still listed in presence, for the `sync` and the presence API. */
@@ -196,14 +214,16 @@ export class Recovery {
    * roster still says connected: those sessions become ghosts, as if they had
    * dropped when the instance went away.
    */
-  reconcile(t: TenantPolicy, liveSids: ReadonlySet<string>, now: number): boolean {
-    if (!t.recovery.enabled) return false;
+  reconcile(t: TenantPolicy | undefined, liveSids: () => ReadonlySet<string>, now: number): boolean {
+    if (!t?.recovery.enabled) return false;
     let any = false;
+    const live = liveSids();
     for (const r of this.roster.connected()) {
-      if (liveSids.has(r.sid)) continue;
+      if (live.has(r.sid)) continue;
       this.roster.ghost(r.sid, now, t.recovery.grace_s <= 0);
       any = true;
     }
+    if (any) this.scheduleGhosts(t);
     return any;
   }
 }

@@ -26,14 +26,13 @@ import { stateVerdict } from "./hot.ts";
 import { checkRefresh } from "./lifecycle.ts";
 import { inbound } from "./inbound.ts";
 import type { Address } from "./history.ts";
-import { departed, Recovery } from "./recovery.ts";
+import { departed, GHOSTS_ALARM, Recovery } from "./recovery.ts";
 import { Announcer } from "./announce.ts";
 import { closeAnswer, Members, safeClose, safeSend, type Attachment } from "./members.ts";
 import { RateStore } from "./ratelimit.ts";
 import type { Session, Verdict } from "./verdict.ts";
 import { attachmentFor, CONNECT_HEADER, metaFromName, type ConnectRequest } from "./handoff.ts";
 
-const GHOSTS_ALARM = "ghosts";
 const META_KEY = "meta";
 const RETRY_AFTER_FULL_S = 5;
 
@@ -66,20 +65,14 @@ export class RoomObject extends DurableObject<Env> {
     const onSettled = (s: Settled) => settle(this, s);
     this.bridge = new OriginBridge({ storage: ctx.storage, env, meta, counters: this.counters, deadlines: this.alarms, keepAlive, onSettled });
     this.coalescer = new Coalescer(this.counters);
-    this.recovery = new Recovery(ctx.storage, this.counters);
+    this.recovery = new Recovery(ctx.storage, this.counters, this.alarms);
     this.announce = new Announcer(this.members, this.bridge, this.counters);
     this.rates = new RateStore(ctx.storage, this.members);
     this.state = new StateTable(ctx.storage, (err) => this.failed("state.save_failed", undefined, err));
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
-    this.guard("room.reconcile_failed", () => this.reconcile());
-  }
-
-  /** After a replaced instance: sessions whose sockets vanished with it become ghosts (SPEC section 10). */
-  private reconcile(): void {
-    const t = getTenant(this.meta()?.tenant ?? "");
-    if (!t?.recovery.enabled) return;
-    const live = new Set([...this.members.all().values()].map((a) => a.sid));
-    if (this.recovery.reconcile(t, live, Date.now())) this.scheduleGhosts(t);
+    // After a replaced instance: sessions whose sockets vanished with it become ghosts (SPEC section 10).
+    const live = () => new Set([...this.members.all().values()].map((a) => a.sid));
+    this.guard("room.reconcile_failed", () => void this.recovery.reconcile(getTenant(this.meta()?.tenant ?? ""), live, Date.now()));
   }
 
   /** The object's state, for helpers that take the room as their host. */
@@ -158,7 +151,7 @@ export class RoomObject extends DurableObject<Env> {
 
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     // The session (continued or new) and what it missed: replayed right after authed, in this same turn.
-    const joined = this.recovery.join(t, req, slot, place.replaces !== undefined || kept.unannounced, now);
+    const joined = this.recovery.join(t, req, slot, place.replaces !== undefined || kept.unannounced, now, (cid) => this.bridge.outbox.highestSeq(cid));
     const att = attachmentFor(req, slot, this.rates.resumed(t, req.sid, req.user, now), now);
     if (t.recovery.enabled) Object.assign(att, { cid: joined.cid, ls: joined.lastSeq });
     this.rememberMeta(t.id, req.room);
@@ -222,7 +215,7 @@ export class RoomObject extends DurableObject<Env> {
         if (e.coalesce && frame instanceof Uint8Array) this.coalescer.relay(frame, s.ws, this.members.all(), t.id);
         else for (const [other] of this.members.all()) if (other !== s.ws) safeSend(other, frame);
         for (const f of e.then) safeSend(s.ws, log && typeof f === "string" ? this.record(f, { cid }, log, cid) : f);
-        if (e.accepted !== undefined) this.accepted(s, e.accepted);
+        if (e.accepted !== undefined) this.accepted(s, t, e.accepted, true);
         return;
       }
       case "close":
@@ -233,7 +226,7 @@ export class RoomObject extends DurableObject<Env> {
         return this.apply(s, t, stateVerdict(s, t, this.state.update(e.frame, s.att.slot, t, () => this.members.all()), e.seq));
       case "origin": {
         const pushed = this.bridge.enqueue(e.svc, e.service, e.event, e.ack, s.att.cid ?? s.att.trace);
-        if (pushed === "ok" && e.ack) this.accepted(s, e.event.seq!);
+        if (pushed === "ok" && e.ack) this.accepted(s, t, e.event.seq!, false);
         return this.apply(s, t, originVerdict(s, pushed, e.event.seq));
       }
       case "refresh":
@@ -324,12 +317,21 @@ export class RoomObject extends DurableObject<Env> {
     safeSend(ws, errorFrame(code, msg, seq, att.trace));
   }
 
-  /** With recovery: an ACK_REQUESTED seq was accepted from this session (last_seq, kept with the event's write). */
-  private accepted(s: Session, seq: number): void {
+  /**
+   * With recovery: an ACK_REQUESTED seq was accepted from this session. The connection
+   * drops its duplicates at once; the session's `last_seq` moves when it is `done` (relayed
+   * and logged) or when the origin answers (`answered`), never for an event a reset could lose.
+   */
+  private accepted(s: Session, t: TenantPolicy, seq: number, done: boolean): void {
     if (s.att.ls === undefined || seq <= s.att.ls) return;
     s.att.ls = seq;
-    this.recovery.accepted(s.att.sid, seq);
+    if (done) this.recovery.accepted(t, s.att.cid ?? s.att.trace, seq);
     this.members.save(s.ws, s.att);
+  }
+
+  answered(cid: string, seq: number): void {
+    const t = getTenant(this.meta()?.tenant ?? "");
+    if (t) this.recovery.accepted(t, cid, seq);
   }
 
   record(frame: string, to: Address, svc: string, owner?: string): string {
@@ -375,25 +377,15 @@ export class RoomObject extends DurableObject<Env> {
     if (t) step("ws.leave_rate_failed", () => this.rates.left(t, att, Date.now()));
     step("ws.leave_metrics_failed", () => this.ctx.waitUntil(this.metrics.sessionsChanged()));
     if (release && kept === "ended") step("ws.leave_release_failed", () => this.ctx.waitUntil(releaseSession(this.env, att)));
-    if (t && kept === "ghost") step("ws.leave_ghost_failed", () => this.scheduleGhosts(t));
-    else if (t && by !== "continued") step("ws.leave_announce_failed", () => this.announce.departed(t, att, ws));
+    if (t && kept !== "ghost" && by !== "continued") step("ws.leave_announce_failed", () => this.announce.departed(t, att, ws));
     step("ws.leave_state_failed", () => this.state.left(ws, att.slot));
     const { trace: trace_id, tenant, room, sid, user } = att;
     log("info", "ws.close", { trace_id, tenant, room, sid, user, code, reason: reason.slice(0, 120), by, duration_ms: Date.now() - att.since });
   }
 
-  /** The alarm that announces ghosts whose grace ends (SPEC section 10). */
-  private scheduleGhosts(t: TenantPolicy): void {
-    const at = this.recovery.nextGhostAt(t);
-    if (at === null) this.alarms.clear(GHOSTS_ALARM);
-    else this.alarms.schedule(GHOSTS_ALARM, at);
-  }
-
+  /** The ghosts alarm: announce the departures whose grace ended (SPEC section 10). */
   private announceGhosts(): void {
     const t = getTenant(this.meta()?.tenant ?? "");
-    if (!t) return;
-    const room = this.meta()!.room;
-    for (const g of this.recovery.ghostsDue(t, Date.now())) this.announce.departed(t, { ...g, room }, null);
-    this.scheduleGhosts(t);
+    if (t) for (const g of this.recovery.ghostsDue(t, Date.now())) this.announce.departed(t, { ...g, room: this.meta()!.room }, null);
   }
 }

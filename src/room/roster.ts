@@ -76,9 +76,9 @@ export class Roster {
     );
   }
 
-  /** An ACK_REQUESTED message was accepted. */
-  accepted(sid: string, seq: number): void {
-    this.sql.exec("UPDATE sessions SET last_seq = MAX(last_seq, ?) WHERE sid = ?", seq, sid);
+  /** An ACK_REQUESTED message of session `cid` was accepted for good (relayed, or answered by its origin). */
+  accepted(cid: string, seq: number): void {
+    this.sql.exec("UPDATE sessions SET last_seq = MAX(last_seq, ?) WHERE cid = ?", seq, cid);
   }
 
   /** The socket went away abnormally: a ghost (`announced` says whether its departure is already out). */

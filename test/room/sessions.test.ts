@@ -50,6 +50,28 @@ describe("answers across resumes (item 1)", () => {
   });
 });
 
+describe("no accepted event is lost when the instance is replaced (found by the sessions model)", () => {
+  it("an acked message in flight when the instance dies: last_seq does not claim it, so its resend is forwarded and acked", async () => {
+    const room = uniqueRoom();
+    await script(room, [{ status: 200, delayMs: 400 }], { status: 200 }, "/hooks/rec");
+    const alice = await join("alice", room, { sid: "lost-1" });
+    alice.send({ v: 1, svc: "hooks", type: "ask", seq: 1, flags: 4, data: {} });
+    await waitForLog(room, (l) => l.length === 1); // the POST is in flight
+    await runInDurableObject(stubFor(room), (_o: RoomObject, state: DurableObjectState) => {
+      try {
+        state.abort?.("replaced by the test");
+      } catch {
+        /* abort throws in the turn that calls it */
+      }
+    }).catch(() => undefined);
+    await alice.closed();
+    const back = await join("alice", room, { sid: "lost-1", resume: position(alice) });
+    expect(back.authed.data.last_seq).toBe(0);
+    back.send({ v: 1, svc: "hooks", type: "ask", seq: 1, flags: 4, data: {} }); // the SDK resends what was not acked
+    expect((await back.nextOf("sys", "ack")).data).toEqual({ seq: 1 });
+  });
+});
+
 describe("sessions, not sid strings (items 2, 4, 5)", () => {
   it("a later holder of a sid resuming from <epoch>.0 replays none of the earlier session's private frames", async () => {
     const room = uniqueRoom();
