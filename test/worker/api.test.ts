@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { encodeClientHot } from "../../src/protocol/hot.ts";
 import { app } from "../../src/worker/app.ts";
 import { MAX_FRAME_BODY_BYTES, MAX_JSON_BODY_BYTES } from "../../src/worker/api.ts";
-import { connect, decodeOutbound, uniqueRoom, type TestClient } from "../helpers/ws.ts";
+import { connect, decodeOutbound, isSys, uniqueRoom, type TestClient } from "../helpers/ws.ts";
 
 const KEY = "test-api-key-0123456789";
 const TENANT = "hooks";
@@ -277,7 +277,7 @@ describe("POST …/kick", () => {
     expect(await expectJson(await call(room, "kick", { body: { sid: "bob-2" } }), 202)).toEqual({ kicked: 1 });
     expect((await b2.nextOf("sys", "kicked")).data).toEqual({ reason: "kicked" });
     expect((await b2.closed()).code).toBe(4003);
-    await b1.quiet(100);
+    await b1.expectQuiet(100, isSys("kicked"), "sys.kicked");
     expect(b1.closeEvent).toBeNull();
   });
 
