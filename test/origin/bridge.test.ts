@@ -2,7 +2,6 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
-import { OUTBOX_MAX_EVENTS } from "../../src/origin/outbox.ts";
 import type { RoomObject } from "../../src/room/room.ts";
 import { script, uniqueEvents, waitForLog, type Step } from "../helpers/origin.ts";
 import { connect, isSys, uniqueRoom } from "../helpers/ws.ts";
@@ -270,14 +269,4 @@ describe("webhooks", () => {
     const outbox = await runInDurableObject(stub(room), (o: RoomObject) => o.bridge.outbox.size());
     expect(outbox).toEqual({ events: 0, bytes: 0 });
   }, 30_000);
-
-  it("a full outbox answers RESOURCE_EXHAUSTED instead of dropping the event", async () => {
-    const room = uniqueRoom();
-    const a = await join("alice", room);
-    await runInDurableObject(stub(room), (o: RoomObject) => {
-      o.bridge.outbox.size().events = OUTBOX_MAX_EVENTS; // pretend the room's outbox is full
-    });
-    a.send(chat(77));
-    expect((await a.nextOf("sys", "error")).data).toMatchObject({ code: "RESOURCE_EXHAUSTED", seq: 77 });
-  });
 });
