@@ -154,10 +154,10 @@ describe("presence sync", () => {
   it("right after authed, a newcomer gets a sync listing the members already there (not itself)", async () => {
     const room = uniqueRoom();
     const a = await join("ident", `u${uid()}a`, room);
-    await a.quiet(50);
+    await a.expectQuiet(50); // alone: the sync (kept apart in a.syncs) and nothing else
     expect(a.syncs.map((e) => e.data)).toEqual([{ event: "sync", members: [] }]);
     const b = await join("ident", `u${uid()}b`, room);
-    await b.quiet(50);
+    await b.expectQuiet(50); // the sync (in b.syncs), no join or other frame
     // The first frame after authed is the sync.
     expect(b.received.slice(0, 2)).toEqual(["sys:authed", "sys:presence"]);
     expect(b.syncs.map((e) => e.data)).toEqual([

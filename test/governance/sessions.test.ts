@@ -152,11 +152,26 @@ describe("no ghost sessions", () => {
     const room = uniqueRoom();
     const a = await join("pair", user, room);
     const stub = env.ROOMS.get(env.ROOMS.idFromName(`pair/${room}`));
+    const sid = a.authed.data.sid;
+    const row = () =>
+      runInDurableObject(dir("t/pair"), (_o, state) =>
+        state.storage.sql.exec<{ lease: number; confirmed: number }>("SELECT lease, confirmed FROM sockets WHERE sid = ? AND room = ?", sid, room).toArray(),
+      );
+    const [before] = await row(); // written at admission (or by an earlier renewal)
+    expect(before).toBeDefined();
     await evictDurableObject(stub, { webSockets: "hibernate" });
+    await sleep(5);
+    const t0 = Date.now();
     // Run the housekeeping as its alarm would, after a wake.
     await runInDurableObject(stub, (o: RoomObject) => o.renew([...o.members.all().values()]));
-    const live = (await dir("t/pair").list()).filter((s) => s.user === user);
-    expect(live.map((s) => s.sid)).toEqual([a.authed.data.sid]);
+    // The renewal itself wrote the row: a lease of LEASE_MS from now, confirmed.
+    const [after] = await row();
+    expect(after!.confirmed).toBe(1);
+    expect(after!.lease).toBeGreaterThanOrEqual(t0 + LEASE_MS);
+    expect(after!.lease).toBeGreaterThan(before!.lease);
+    // Listed still when the admission's lease (PENDING_LEASE_MS) would have run out.
+    const live = (await dir("t/pair").list(t0 + LEASE_MS - 1)).filter((s) => s.user === user);
+    expect(live.map((s) => s.sid)).toEqual([sid]);
     a.close();
     await a.closed();
     await sleep(100);

@@ -153,10 +153,43 @@ export class TestClient {
     return this.waitFor(() => this.closeEvent ?? undefined, "close", timeoutMs);
   }
 
-  /** Resolve after `ms` and assert nothing (of the kind) arrived meanwhile. */
-  async quiet(ms = 150): Promise<Incoming[]> {
+  /**
+   * Wait `ms`, then remove and return every frame in the inbox (asserts nothing:
+   * callers that mean "nothing arrived" use expectQuiet, or filter the result and
+   * expect it empty).
+   */
+  async drain(ms = 150): Promise<Incoming[]> {
     await new Promise((r) => setTimeout(r, ms));
+    await this.chain; // frames still being read (Blobs) count as arrived
     return this.inbox.splice(0);
+  }
+
+  /** Old name of drain(), kept for existing callers: it asserts nothing. */
+  quiet(ms = 150): Promise<Incoming[]> {
+    return this.drain(ms);
+  }
+
+  /**
+   * Negative check: wait `ms` and throw as soon as a frame matching `match` is in
+   * the inbox (one that was already there counts too). Frames that do not match
+   * stay in the inbox.
+   */
+  async expectQuiet(ms = 150, match: (m: Incoming) => boolean = () => true, what = "frame"): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      await this.chain;
+      const hit = this.inbox.find(match);
+      if (hit) throw new Error(`expected no ${what} within ${ms} ms, got ${JSON.stringify(hit.kind === "text" ? hit.json : `<${hit.bytes.byteLength} bytes>`)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) return;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
   }
 
   send(obj: unknown): void {
@@ -177,6 +210,14 @@ export class TestClient {
 }
 
 export { decodeOutbound };
+
+/** Matchers for expectQuiet. */
+export const isText =
+  (pred: (e: Envelope) => boolean = () => true) =>
+  (m: Incoming): boolean =>
+    m.kind === "text" && pred(m.json);
+export const isBinary = (m: Incoming): boolean => m.kind === "binary";
+export const isSys = (type?: string) => isText((e) => e.svc === "sys" && (type === undefined || e.type === type));
 
 /** Open a socket and wait for `sys.authed`. Throws with the HTTP error if rejected. */
 export async function connect(

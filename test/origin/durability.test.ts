@@ -20,6 +20,38 @@ const stub = (room: string) => env.ROOMS.get(env.ROOMS.idFromName(`hooks/${room}
 const storedRows = (state: DurableObjectState) =>
   state.storage.sql.exec<{ kind: string; seq: number | null; batch: string | null }>("SELECT kind, seq, batch FROM outbox ORDER BY n").toArray();
 
+type WatchedStorage = DurableObjectStorage & { readonly written?: string[] };
+/**
+ * Record every write made through the object's storage API from now on: the
+ * SQL statements whose cursors wrote rows (cursor.rowsWritten, read when asked)
+ * and kv puts and deletes, whoever makes them.
+ */
+function watchWrites(state: DurableObjectState): void {
+  const storage = state.storage as WatchedStorage;
+  const kvWrites: string[] = [];
+  const cursors: Array<{ query: string; cursor: SqlStorageCursor<Record<string, SqlStorageValue>> }> = [];
+  Object.defineProperty(storage, "written", {
+    configurable: true,
+    get: () => [
+      ...cursors.filter((c) => c.cursor.rowsWritten > 0).map((c) => `sql ${c.query.trim().split(/\s+/).slice(0, 3).join(" ")}: ${c.cursor.rowsWritten} rows`),
+      ...kvWrites,
+    ],
+  });
+  const sql = storage.sql;
+  const exec = sql.exec.bind(sql);
+  sql.exec = ((query: string, ...args: SqlStorageValue[]) => {
+    const cursor = exec(query, ...args);
+    cursors.push({ query, cursor });
+    return cursor;
+  }) as typeof sql.exec;
+  const written = kvWrites;
+  const kv = storage.kv;
+  const put = kv.put.bind(kv);
+  const del = kv.delete.bind(kv);
+  kv.put = ((key: string, value: unknown) => (written.push(`kv.put ${key}`), put(key, value))) as typeof kv.put;
+  kv.delete = ((key: string) => (written.push(`kv.delete ${key}`), del(key))) as typeof kv.delete;
+}
+
 describe("outbox writes: when waiting, not on receipt", () => {
   it("a message to a healthy idle stream is never written: nothing stored while its POST is in flight, nor after", async () => {
     const room = uniqueRoom();
@@ -94,7 +126,7 @@ describe("outbox writes: when waiting, not on receipt", () => {
     const shedStub = env.ROOMS.get(env.ROOMS.idFromName(`shed/${room}`));
     await script(room, [{ status: 200, delayMs: 400 }], { status: 200 });
     const a = await connect({ tenant: "shed", room, ticket: "dev:alice" }); // batch_max 5, messages only
-    await runInDurableObject(shedStub, (o: RoomObject) => {
+    await runInDurableObject(shedStub, (o: RoomObject, state: DurableObjectState) => {
       const outbox = o.bridge.outbox as Outbox & { writes?: number };
       const persist = outbox.persist.bind(outbox);
       outbox.writes = 0;
@@ -103,6 +135,8 @@ describe("outbox writes: when waiting, not on receipt", () => {
         if (wrote) outbox.writes! += 1;
         return wrote;
       };
+      o.bridge.outbox.size(); // its table is created now, not during the run
+      watchWrites(state);
     });
     a.send(chat(1));
     await waitForLog(room, (l) => l.length === 1); // its POST hangs for 400 ms
@@ -111,11 +145,13 @@ describe("outbox writes: when waiting, not on receipt", () => {
     const acked = new Set<number>();
     while (acked.size < n) acked.add((await a.nextOf("sys", "ack", 5000)).data.seq as number);
     const after = await runInDurableObject(shedStub, (o: RoomObject, state: DurableObjectState) => ({
+      storageWrites: (state.storage as WatchedStorage).written,
       writes: (o.bridge.outbox as Outbox & { writes?: number }).writes,
       rows: storedRows(state).length,
       streamAlarm: o.alarms.get("outbox/chat") ?? null,
     }));
-    expect(after).toEqual({ writes: 0, rows: 0, streamAlarm: null });
+    // Nothing written through the storage API itself, at any time of the run (not only persist() after the fact).
+    expect(after).toEqual({ storageWrites: [], writes: 0, rows: 0, streamAlarm: null });
     const log = await originLog(room);
     expect(log.flatMap((r) => r.json.events.map((e: OriginEvent) => e.seq))).toEqual(Array.from({ length: n }, (_, i) => i + 1));
   }, 20_000);
