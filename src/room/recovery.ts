@@ -203,6 +203,15 @@ export class Recovery {
     return [...live, ...ghosts.map((g) => ({ sid: g.sid, user: g.user, trace: g.cid, since: g.since }))];
   }
 
+  /** End the ghosts of a sid or of a user (a kick): their rows go, so nothing resumes them. */
+  endGhosts(t: TenantPolicy, target: { sid: string } | { user: string }): SessionRow[] {
+    if (!t.recovery.enabled) return [];
+    const ended = this.roster.unconnected().filter((g) => ("sid" in target ? g.sid === target.sid : g.user === target.user));
+    for (const g of ended) this.roster.end(g.sid);
+    if (ended.length > 0) this.scheduleGhosts(t);
+    return ended;
+  }
+
   /** When the next ghost's grace ends (null: none). */
   nextGhostAt(t: TenantPolicy): number | null {
     const at = t.recovery.enabled ? this.roster.nextGhost() : null;

@@ -97,14 +97,23 @@ export class RoomObject extends DurableObject<Env> {
     return { members: presence(this, t ? this.recovery.listed(t) : []) };
   }
 
+  /** Kicks end sessions: connected ones (4003) and ghosts alike (no resume after a kick). */
   async apiKick(target: Target, reason: string): Promise<{ kicked: number }> {
-    return { kicked: kick(this, target, reason) };
+    return { kicked: kick(this, target, reason) + this.endGhosts(target) };
   }
 
-  /** `kick_oldest` (close 4004): only the named user's socket, never one another user now holds under that sid. */
+  /** Ghosts matching `target` end now: nothing can resume them; a departure still due is announced. */
+  endGhosts(target: Target): number {
+    const t = getTenant(this.meta()?.tenant ?? "");
+    const ended = t ? this.recovery.endGhosts(t, target) : [];
+    for (const g of ended) if (g.announced === 0) this.announce.departed(t!, { ...departed(g), room: this.meta()!.room }, null);
+    return ended.length;
+  }
+
+  /** `kick_oldest` (close 4004): only the named user's socket (or ghost), never one another user now holds under that sid. */
   async replaceSession(sid: string, user: string): Promise<boolean> {
     const found = this.members.bySid(sid);
-    if (!found || found[1].user !== user) return false;
+    if (!found || found[1].user !== user) return this.endGhosts({ sid }) > 0;
     safeSend(found[0], sysFrame("kicked", { reason: "session replaced" }));
     this.closeMember(found[0], CLOSE.SESSION_REPLACED, "session replaced", false);
     return true;

@@ -112,6 +112,11 @@ export class Roster {
     return this.sql.exec<SessionRow>("SELECT * FROM sessions WHERE left_at IS NOT NULL AND left_at > ?", windowStart).toArray();
   }
 
+  /** Every ghost, whatever its age (the caller filters). */
+  unconnected(): SessionRow[] {
+    return this.sql.exec<SessionRow>("SELECT * FROM sessions WHERE left_at IS NOT NULL").toArray();
+  }
+
   /** Ghosts still listed in presence (their `leave` not sent yet). */
   unannounced(): SessionRow[] {
     return this.sql.exec<SessionRow>("SELECT * FROM sessions WHERE left_at IS NOT NULL AND announced = 0").toArray();
