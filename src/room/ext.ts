@@ -104,7 +104,7 @@ function roomService(s: Session, env: ClientEnvelope, ack: boolean): Verdict {
       if (named !== undefined && named !== s.att.room) {
         return refuse(s, "ext", "unsupported", "NOT_SUPPORTED", "one socket is in one room; open another socket", env.seq);
       }
-      return { decision: allow, effect: { kind: "reply", frames: [sysFrame("joined", { room: s.att.room }), ...acked] } };
+      return { decision: allow, effect: { kind: "reply", frames: [sysFrame("joined", { room: s.att.room, ...s.position?.() }), ...acked] } };
     }
     case "leave":
       return {

@@ -187,7 +187,7 @@ export class RoomObject extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const att = this.members.get(ws);
     if (!att) return; // closed by the gateway already; late frames are ignored
-    const s: Session = { ws, att };
+    const s: Session = { ws, att, position: () => (getTenant(att.tenant)?.recovery.enabled ? this.recovery.history.position() : undefined) };
     try {
       const t = getTenant(att.tenant);
       if (!t) {

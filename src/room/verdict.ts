@@ -17,6 +17,8 @@ export type Lane = "ext" | "hot";
 export interface Session {
   readonly ws: WebSocket;
   readonly att: Attachment;
+  /** With recovery: the room's log position (`epoch`, `off`), for `sys.joined` (SPEC section 10). */
+  readonly position?: () => { epoch: string; off: number } | undefined;
 }
 
 /** `wsprism_policy_decisions_total{lane,decision,reason}`. */

@@ -122,6 +122,18 @@ describe("sessions, not sid strings (items 2, 4, 5)", () => {
   });
 });
 
+describe("room:join answers with the room's position (SPEC section 10: every authed and joined carries it)", () => {
+  it("sys.joined names the room, its epoch and its head", async () => {
+    const room = uniqueRoom();
+    const alice = await join("alice", room);
+    const bob = await join("bob", room);
+    bob.send(chat(1));
+    await alice.nextOf("chat", "say");
+    alice.send({ v: 1, svc: "room", type: "join", room });
+    expect((await alice.nextOf("sys", "joined")).data).toEqual({ room, epoch: alice.authed.data.epoch, off: 1 });
+  });
+});
+
 describe("sids cannot be squatted (item 3)", () => {
   it("a ghost keeps its sid in the tenant's directory across the room's renewals: another user gets 400", async () => {
     const room = uniqueRoom();
