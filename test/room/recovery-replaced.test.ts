@@ -10,6 +10,7 @@ import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { RoomObject } from "../../src/room/room.ts";
+import { resetRoom } from "../helpers/room.ts";
 import { connect, uniqueRoom, type TestClient } from "../helpers/ws.ts";
 
 const join = (user: string, room: string, extra: Record<string, string> = {}) =>
@@ -38,13 +39,7 @@ describe("resume after the room object is replaced", () => {
         (o as unknown as Record<symbol, boolean>)[MARK] = true;
       });
       if (how === "abort") {
-        await runInDurableObject(stub, (_o: RoomObject, state: DurableObjectState) => {
-          try {
-            state.abort?.("replaced by the test");
-          } catch {
-            /* abort throws in the turn that calls it */
-          }
-        }).catch(() => undefined);
+        await resetRoom(stub);
         await carol.closed(); // the old instance's sockets went with it
       } else {
         await evictDurableObject(stub, { webSockets: "hibernate" });

@@ -22,6 +22,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { RoomObject } from "../../src/room/room.ts";
 import { script } from "../helpers/origin.ts";
+import { resetRoom } from "../helpers/room.ts";
 import { TestClient, uniqueRoom, upgrade, wsUrl } from "../helpers/ws.ts";
 
 const TENANT = "rec-model";
@@ -280,13 +281,7 @@ class Restart implements fc.AsyncCommand<Model, unknown> {
   check = anyLive;
   async run(m: Model): Promise<void> {
     const stub = env.ROOMS.get(env.ROOMS.idFromName(`${TENANT}/${m.room}`));
-    await runInDurableObject(stub, (_o: RoomObject, state: DurableObjectState) => {
-      try {
-        state.abort?.("replaced by the test");
-      } catch {
-        /* abort throws in the turn that calls it */
-      }
-    }).catch(() => undefined);
+    await resetRoom(stub);
     for (const s of m.sessions.filter((x) => x.live)) {
       await s.conns.at(-1)!.client.closed();
       s.live = false;

@@ -12,6 +12,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { RoomObject } from "../../src/room/room.ts";
 import { script, waitForLog } from "../helpers/origin.ts";
+import { resetRoom } from "../helpers/room.ts";
 import { connect, uniqueRoom, upgrade, wsUrl, type TestClient } from "../helpers/ws.ts";
 
 const join = (user: string, room: string, extra: Record<string, string> = {}, tenant = "rec") =>
@@ -57,13 +58,7 @@ describe("no accepted event is lost when the instance is replaced (found by the 
     const alice = await join("alice", room, { sid: "lost-1" });
     alice.send({ v: 1, svc: "hooks", type: "ask", seq: 1, flags: 4, data: {} });
     await waitForLog(room, (l) => l.length === 1); // the POST is in flight
-    await runInDurableObject(stubFor(room), (_o: RoomObject, state: DurableObjectState) => {
-      try {
-        state.abort?.("replaced by the test");
-      } catch {
-        /* abort throws in the turn that calls it */
-      }
-    }).catch(() => undefined);
+    await resetRoom(stubFor(room));
     await alice.closed();
     const back = await join("alice", room, { sid: "lost-1", resume: position(alice) });
     expect(back.authed.data.last_seq).toBe(0);
@@ -172,13 +167,7 @@ describe("presence across ghosts (items 6, 7)", () => {
     const room = uniqueRoom();
     const alice = await join("alice", room, { sid: "rs-a" });
     await join("bob", room, { sid: "rs-b" });
-    await runInDurableObject(stubFor(room), (_o: RoomObject, state: DurableObjectState) => {
-      try {
-        state.abort?.("replaced by the test");
-      } catch {
-        /* abort throws in the turn that calls it */
-      }
-    }).catch(() => undefined);
+    await resetRoom(stubFor(room));
     await alice.closed();
     const back = await join("alice", room, { sid: "rs-a", resume: position(alice) });
     expect(await synced(back)).toEqual(["rs-b"]);
