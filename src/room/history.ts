@@ -93,11 +93,8 @@ export class History {
     const row = sql.exec<{ head: number | null; bytes: number | null; oldest: number | null }>(
       "SELECT MAX(off) AS head, SUM(bytes) AS bytes, MIN(at) AS oldest FROM history",
     ).one();
-    const owners = new Map<string, number>();
-    for (const r of sql.exec<{ owner: string; n: number }>("SELECT owner, SUM(bytes) AS n FROM history WHERE owner IS NOT NULL GROUP BY owner")) {
-      owners.set(r.owner, r.n);
-    }
-    this.state = { epoch, head: Math.max(row.head ?? 0, floor), floor, bytes: row.bytes ?? 0, oldestAt: row.oldest, owners };
+    // Owners' bytes are read when first needed, one owner at a time (by its index), not at every wake.
+    this.state = { epoch, head: Math.max(row.head ?? 0, floor), floor, bytes: row.bytes ?? 0, oldestAt: row.oldest, owners: new Map() };
     return this.state;
   }
 
@@ -116,6 +113,7 @@ export class History {
     const off = s.head + 1;
     const stamped = `${frame.slice(0, -1)},"off":${off}}`;
     const bytes = encoder.encode(stamped).byteLength; // UTF-8 bytes, not UTF-16 code units
+    const held = owner === undefined ? 0 : this.ownerBytes(owner); // before this row is in storage
     this.storage.sql.exec(
       "INSERT INTO history (off, at, bytes, frame, to_sid, to_user, excl, to_cid, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       off,
@@ -131,15 +129,23 @@ export class History {
     s.head = off;
     s.bytes += bytes;
     s.oldestAt ??= now;
-    if (owner !== undefined) s.owners.set(owner, (s.owners.get(owner) ?? 0) + bytes);
-    if (owner !== undefined) this.trimOwner(owner, limits);
+    if (owner !== undefined) {
+      s.owners.set(owner, held + bytes);
+      this.trimOwner(owner, limits);
+    }
     this.trim(limits, now);
     return stamped;
   }
 
-  /** Bytes the log holds for `owner` (tests). */
+  /** Bytes the log holds for `owner` (read once per owner and instance, then kept). */
   ownerBytes(owner: string): number {
-    return this.load().owners.get(owner) ?? 0;
+    const owners = this.load().owners;
+    let n = owners.get(owner);
+    if (n === undefined) {
+      n = this.storage.sql.exec<{ n: number | null }>("SELECT SUM(bytes) AS n FROM history WHERE owner = ?", owner).one().n ?? 0;
+      owners.set(owner, n);
+    }
+    return n;
   }
 
   /** An owner over its share loses its own oldest rows (never the newest one it just logged). */
@@ -205,8 +211,9 @@ export class History {
     s.floor = last;
     s.bytes = kept;
     for (const [owner, n] of freed) {
-      const left = (s.owners.get(owner) ?? 0) - n;
-      if (left > 0) s.owners.set(owner, left);
+      const held = s.owners.get(owner);
+      if (held === undefined) continue; // not read yet: read from storage when needed
+      if (held - n > 0) s.owners.set(owner, held - n);
       else s.owners.delete(owner);
     }
     s.oldestAt = sql.exec<{ at: number }>("SELECT at FROM history ORDER BY off LIMIT 1").toArray()[0]?.at ?? null;

@@ -54,6 +54,8 @@ export class RateStore {
   }
 
   private bucketsReady = false;
+  /** Rows in the buckets table (read once per instance): an accept reads nothing while it is 0. */
+  private kept: number | null = null;
 
   private get sql(): SqlStorage {
     if (!this.bucketsReady) {
@@ -72,10 +74,12 @@ export class RateStore {
    */
   resumed(t: TenantPolicy, sid: string, user: string, now: number): Bucket {
     const sql = this.sql;
-    sql.exec("DELETE FROM buckets WHERE full_at <= ?", now);
+    this.kept ??= sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM buckets").one().n;
+    if (this.kept === 0) return fullBucket(t.policy.rate_limit_burst, now);
+    this.kept -= sql.exec("DELETE FROM buckets WHERE full_at <= ? RETURNING sid", now).toArray().length;
     const row = sql.exec<{ user: string; tokens: number; ts: number }>("SELECT user, tokens, ts FROM buckets WHERE sid = ?", sid).toArray()[0];
     if (!row) return fullBucket(t.policy.rate_limit_burst, now);
-    sql.exec("DELETE FROM buckets WHERE sid = ?", sid);
+    this.kept -= sql.exec("DELETE FROM buckets WHERE sid = ? RETURNING sid", sid).toArray().length;
     return row.user === user ? { tokens: row.tokens, ts: row.ts } : fullBucket(t.policy.rate_limit_burst, now);
   }
 
@@ -86,6 +90,7 @@ export class RateStore {
     const tokens = Math.min(burst, b.tokens + (Math.max(0, now - b.ts) * rps) / 1000);
     if (tokens >= burst || rps <= 0) return;
     const fullAt = now + Math.ceil(((burst - tokens) * 1000) / rps);
+    this.kept = null; // an insert or an update: counted again when next needed
     this.sql.exec(
       "INSERT INTO buckets (sid, user, tokens, ts, full_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(sid) DO UPDATE SET user = excluded.user, tokens = excluded.tokens, ts = excluded.ts, full_at = excluded.full_at",
       att.sid,

@@ -50,6 +50,9 @@ export class RoomObject extends DurableObject<Env> {
   readonly coalescer: Coalescer;
   private metaCache: RoomMeta | undefined;
 
+  /** With recovery: the log's position, for `sys.joined` (one function per instance, not one per frame). */
+  private readonly position = () => (getTenant(this.meta()?.tenant ?? "")?.recovery.enabled ? this.recovery.history.position() : undefined);
+
   /** Instances constructed in this isolate (each wake constructs one): lets tests prove heartbeats wake nothing. */
   static constructed = 0;
 
@@ -187,7 +190,7 @@ export class RoomObject extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const att = this.members.get(ws);
     if (!att) return; // closed by the gateway already; late frames are ignored
-    const s: Session = { ws, att, position: () => (getTenant(att.tenant)?.recovery.enabled ? this.recovery.history.position() : undefined) };
+    const s: Session = { ws, att, position: this.position };
     try {
       const t = getTenant(att.tenant);
       if (!t) {
@@ -288,18 +291,13 @@ export class RoomObject extends DurableObject<Env> {
 
   async renew(members: Array<Pick<Attachment, "sid" | "user" | "trace" | "since">>): Promise<void> {
     const meta = this.meta();
-    if (meta) {
-      try {
-        // A sid the directory gives to another user (possible only after leases were lost) loses here.
-        // Ghosts that may come back keep their sids (SPEC section 10: nobody else takes one meanwhile).
-        const listed = this.recovery.withGhosts(getTenant(meta.tenant), members, Date.now());
-        const refused = new Set(await renewSessions(this.env, meta.tenant, meta.room, listed));
-        for (const [ws, att] of [...this.members.all()]) {
-          if (refused.has(att.sid)) this.closeMember(ws, CLOSE.POLICY, "sid held by another user", false);
-        }
-      } catch (err) {
-        log("warn", "room.renew_failed", { trace_id: "-", tenant: meta.tenant, room: meta.room, error: String(err) });
-      }
+    try {
+      // Ghosts keep their sids (SPEC section 10); a sid the directory gives to another user (only after lost leases) loses here.
+      const listed = meta ? this.recovery.withGhosts(getTenant(meta.tenant), members, Date.now()) : [];
+      const refused = new Set(meta ? await renewSessions(this.env, meta.tenant, meta.room, listed) : []);
+      for (const [ws, att] of [...this.members.all()]) if (refused.has(att.sid)) this.closeMember(ws, CLOSE.POLICY, "sid held by another user", false);
+    } catch (err) {
+      log("warn", "room.renew_failed", { trace_id: "-", tenant: meta?.tenant, room: meta?.room, error: String(err) });
     }
     await this.metrics.touchGauge();
   }
