@@ -46,6 +46,40 @@ describe("ext envelope parser", () => {
     );
   });
 
+  it("property: near-valid envelopes (each field good or bad) are accepted exactly when every rule holds", () => {
+    // Random strings almost never make an envelope: draw each field from good and bad values instead,
+    // so acceptance and each refusal are drawn often, and check the verdict against the rules.
+    const good = { svc: fc.constantFrom("chat", "a", "x_y-1"), seq: fc.nat(), flags: fc.constantFrom(0, 1, 4, 0xffffffff), room: fc.constantFrom("lobby", "match:1") };
+    const bad = { svc: fc.constantFrom("", "Chat", "a b", "x".repeat(33), 7), seq: fc.constantFrom(-1, 1.5, "3", 2 ** 60), flags: fc.constantFrom(-1, 2 ** 32, "4"), room: fc.constantFrom("", "-x", "a b", 5) };
+    const field = <T, U>(g: fc.Arbitrary<T>, b: fc.Arbitrary<U>) => fc.oneof({ weight: 4, arbitrary: g.map((value) => ({ ok: true, value })) }, { weight: 1, arbitrary: b.map((value) => ({ ok: false, value })) });
+    const absent = <T,>(a: fc.Arbitrary<{ ok: boolean; value: T }>) => fc.option(a, { nil: undefined, freq: 3 });
+    const arb = fc.record({
+      v: fc.constantFrom(1, 1, 1, 2, "1", undefined),
+      svc: field(good.svc, bad.svc),
+      type: field(good.svc, bad.svc),
+      flags: absent(field(good.flags, bad.flags)),
+      seq: absent(field(good.seq, bad.seq)),
+      room: absent(field(good.room, bad.room)),
+      extra: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(arb, (e) => {
+        const obj: Record<string, unknown> = { svc: e.svc.value, type: e.type.value };
+        if (e.v !== undefined) obj.v = e.v;
+        for (const k of ["flags", "seq", "room"] as const) if (e[k]) obj[k] = e[k]!.value;
+        if (e.extra) obj.nope = 1;
+        const r = parseEnvelope(JSON.stringify(obj));
+        const fieldsOk = e.svc.ok && e.type.ok && (e.flags?.ok ?? true) && (e.seq?.ok ?? true) && (e.room?.ok ?? true) && !e.extra;
+        const ackWithoutSeq = e.flags?.ok === true && ((e.flags.value as number) & 4) !== 0 && e.seq === undefined;
+        if (e.v === undefined) expect(r).toMatchObject({ ok: false, code: "BAD_REQUEST" });
+        else if (e.v !== 1) expect(r).toMatchObject({ ok: false, code: "UNSUPPORTED_VERSION" });
+        else if (!fieldsOk || ackWithoutSeq) expect(r).toMatchObject({ ok: false, code: "BAD_REQUEST" });
+        else expect(r.ok).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it("property: deeply nested data does not throw", () => {
     const deep = "[".repeat(50_000) + "]".repeat(50_000);
     const r = parseEnvelope(`{"v":1,"svc":"a","type":"b","data":${deep}}`);

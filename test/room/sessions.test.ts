@@ -3,7 +3,7 @@
  * "Presence across ghosts" and "Bounds": each test here failed on the code
  * before issue 18 (the reproduction named in its title). Tenant `rec`
  * (recovery on, grace_s 1, max_messages 20; `chat` logged, `hooks` an origin
- * service) and `rec-caps` (max_users_per_room 2, 1 msg/s with a burst of 3).
+ * service) and `rec-caps` (max_users_per_room 2, window_s 2, 1 msg/s with a burst of 3).
  * A client close with 4000 is abnormal (the SDK's pong and connect timeouts):
  * it leaves a ghost; 1000 ends the session.
  */
@@ -197,6 +197,20 @@ describe("bounds: slots, places and the rate limit belong to sessions (items 9, 
     expect(res.status).toBe(503);
     const back = await join("alice", room, { sid: "cap-a", resume: position(alice) }, "rec-caps");
     expect(back.authed.data).toMatchObject({ resumed: true });
+  });
+
+  it("a ghost's slot and place are freed once window_s (2 s here) is over", async () => {
+    const room = uniqueRoom();
+    const alice = await join("alice", room, { sid: "win-a" }, "rec-caps");
+    expect(alice.authed.data.slot).toBe(1);
+    await join("bob", room, {}, "rec-caps");
+    await drop(alice);
+    expect((await upgrade(wsUrl({ tenant: "rec-caps", room, ticket: "dev:carol" }))).status).toBe(503); // alice's place is kept
+    await sleep(2100);
+    const carol = await join("carol", room, {}, "rec-caps");
+    expect(carol.authed.data.slot).toBe(1);
+    const late = await join("alice", room, { sid: "win-a", resume: position(alice) }, "rec-caps").catch((e: Error) => e);
+    expect(String(late)).toContain("503"); // the room is full again, and alice's session is gone
   });
 
   for (const how of ["resume", "reconnect"] as const) {
