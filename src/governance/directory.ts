@@ -165,6 +165,14 @@ export class DirectoryObject extends DurableObject<Env> {
     this.sql.exec("DELETE FROM sockets WHERE sid = ? AND room = ? AND cid = ?", sid, room, cid);
   }
 
+  /**
+   * A session that had no socket (a ghost) ended in its room, by a kick: free its
+   * sid there. Only that user's row: a sid another user holds stays theirs.
+   */
+  async releaseGhost(room: string, sid: string, user: string): Promise<void> {
+    this.sql.exec("DELETE FROM sockets WHERE sid = ? AND room = ? AND user = ?", sid, room, user);
+  }
+
   /** Live rows, for tests and operators. */
   async list(now = Date.now()): Promise<Array<{ sid: string; room: string; user: string; since: number }>> {
     return this.sql

@@ -28,6 +28,15 @@ export async function renewSessions(env: Env, tenant: string, room: string, memb
   return tenantDirectory(env, tenant).renew(room, list);
 }
 
+/** A ghost ended (a kick): free its sid in the directory at once. Never throws. */
+export async function releaseGhost(env: Env, tenant: string, room: string, sid: string, user: string): Promise<void> {
+  try {
+    await tenantDirectory(env, tenant).releaseGhost(room, sid, user);
+  } catch {
+    // The room's next renewal leaves it out.
+  }
+}
+
 /** A socket ended: free its place at once (its lease would expire anyway). Never throws. */
 export async function releaseSession(env: Env, att: Pick<SessionRef, "tenant" | "room" | "sid" | "trace">): Promise<void> {
   try {

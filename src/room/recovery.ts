@@ -43,7 +43,7 @@ export interface Prepared {
   unannounced: boolean;
   /** Another user's ghost holds the sid (only if the directory lost it): refuse. */
   taken: boolean;
-  /** A ghost under the sid that this new session ends, whose departure is still to be announced. */
+  /** A ghost under the sid that this new session ends once it is placed (`end`): nothing changes for a refused upgrade. */
   ended?: SessionRow;
 }
 
@@ -93,9 +93,8 @@ export class Recovery {
     const row = this.roster.get(req.sid);
     const ghost = row !== undefined && row.left_at !== null;
     if (ghost && row.user !== req.user) return { ...NOTHING, taken: true };
-    let ended: SessionRow | undefined;
     const continuing = ghost && req.resume != null;
-    if (ghost && !continuing) ended = this.roster.end(req.sid); // a new session under the sid: the old one ends now
+    const ended = ghost && !continuing ? row : undefined; // a new session under the sid: the old one ends when it is placed
     const others = new Set<number>();
     const users = new Set<string>();
     for (const g of this.roster.ghosts(windowStart)) {
@@ -109,8 +108,13 @@ export class Recovery {
       users,
       unannounced: continuing && row.announced === 0,
       taken: false,
-      ...(ended && ended.announced === 0 ? { ended } : {}),
+      ...(ended ? { ended } : {}),
     };
+  }
+
+  /** The ghost a new session replaces ends (after `prepare`, once the connection is placed). */
+  end(sid: string): void {
+    this.roster.end(sid);
   }
 
   /**
@@ -153,8 +157,8 @@ export class Recovery {
   }
 
   /** An ACK_REQUESTED message of session `cid` was accepted for good (relayed and logged, or answered). */
-  accepted(t: TenantPolicy, cid: string, seq: number): void {
-    if (t.recovery.enabled) this.roster.accepted(cid, seq);
+  accepted(t: TenantPolicy | undefined, cid: string, seq: number): void {
+    if (t?.recovery.enabled) this.roster.accepted(cid, seq);
   }
 
   /**

@@ -14,7 +14,7 @@ import { getTenant, type TenantPolicy } from "../policy/index.ts";
 import { CLOSE, type ErrorCode } from "../protocol/codes.ts";
 import { errorFrame, sysFrame } from "../protocol/envelope.ts";
 import { jsonError } from "../protocol/http.ts";
-import { releaseSession, renewSessions } from "../governance/sessions.ts";
+import { releaseGhost, releaseSession, renewSessions } from "../governance/sessions.ts";
 import { AlarmMux } from "./alarms.ts";
 import { settle } from "./answers.ts";
 import { HOUSEKEEPING_ALARM, runHousekeeping, scheduleFor } from "./housekeeping.ts";
@@ -109,7 +109,10 @@ export class RoomObject extends DurableObject<Env> {
   endGhosts(target: Target): number {
     const t = getTenant(this.meta()?.tenant ?? "");
     const ended = t ? this.recovery.endGhosts(t, target) : [];
-    for (const g of ended) if (g.announced === 0) this.announce.departed(t!, { ...departed(g), room: this.meta()!.room }, null);
+    for (const g of ended) {
+      if (g.announced === 0) this.announce.departed(t!, { ...departed(g), room: this.meta()!.room }, null);
+      this.ctx.waitUntil(releaseGhost(this.env, t!.id, this.meta()!.room, g.sid, g.user));
+    }
     return ended.length;
   }
 
@@ -142,8 +145,6 @@ export class RoomObject extends DurableObject<Env> {
     const now = Date.now();
     const kept = this.recovery.prepare(t, req, now);
     if (kept.taken) return jsonError(400, "BAD_REQUEST", "sid is held by another user");
-    // A new session under a ghost's sid ends the ghost: its departure first, then the arrival.
-    if (kept.ended) this.announce.departed(t, { ...departed(kept.ended), room: req.room }, null);
     const place = this.members.place(req.sid, req.user, t.limits.max_users_per_room, kept);
     if (!place.ok) {
       if (place.code === "RESOURCE_EXHAUSTED") {
@@ -153,6 +154,9 @@ export class RoomObject extends DurableObject<Env> {
       return jsonError(400, "BAD_REQUEST", "sid is in use by another session in this room");
     }
     const slot = place.slot;
+    // A new session under a ghost's sid ends the ghost: its departure (if still due) first, then the arrival.
+    if (kept.ended) this.recovery.end(req.sid);
+    if (kept.ended?.announced === 0) this.announce.departed(t, { ...departed(kept.ended), room: req.room }, null);
     // With recovery, a resume that replaces its session's socket continues the session: no presence flap.
     const continued = t.recovery.enabled && place.replaces !== undefined && req.resume != null;
     if (place.replaces) {
@@ -337,8 +341,7 @@ export class RoomObject extends DurableObject<Env> {
   }
 
   answered(cid: string, seq: number): void {
-    const t = getTenant(this.meta()?.tenant ?? "");
-    if (t) this.recovery.accepted(t, cid, seq);
+    this.recovery.accepted(getTenant(this.meta()?.tenant ?? ""), cid, seq);
   }
 
   record(frame: string, to: Address, svc: string, owner?: string): string {
@@ -362,9 +365,7 @@ export class RoomObject extends DurableObject<Env> {
     this.ctx.storage.kv.put(META_KEY, this.metaCache);
   }
 
-  holdsGhosts(): boolean {
-    return this.recovery.withGhosts(getTenant(this.meta()?.tenant ?? ""), [], Date.now()).length > 0;
-  }
+  holdsGhosts(): boolean { return this.recovery.withGhosts(getTenant(this.meta()?.tenant ?? ""), [], Date.now()).length > 0; } // prettier-ignore
 
   /**
    * Remove a member once, announce presence, log. Idempotent. Each cleanup step is guarded

@@ -61,6 +61,12 @@ interface Model {
 let runs = 0;
 const seen = new Set<string>();
 
+/** A session that ended releases its sid in the tenant's directory soon after (the release is asynchronous). */
+async function released(sid: string): Promise<void> {
+  const dir = env.DIRECTORY.get(env.DIRECTORY.idFromName(`t/${TENANT}`));
+  for (let i = 0; i < 200 && (await dir.list()).some((r) => r.sid === sid); i++) await sleep(10);
+}
+
 /** The frames a session's app saw: each connection's texts up to its cutoff. */
 function framesOf(s: Session): any[] {
   return s.conns.flatMap((c) => (c.cutoff === null ? c.client.texts : c.client.texts.slice(0, c.cutoff)).map((t) => JSON.parse(t)));
@@ -216,7 +222,7 @@ class Drop implements fc.AsyncCommand<Model, unknown> {
     s.conns.at(-1)!.client.close(this.code);
     await s.conns.at(-1)!.client.closed();
     s.live = false;
-    if (this.code === 1000) (m.sessions = m.sessions.filter((x) => x !== s)), m.ended.push(s);
+    if (this.code === 1000) (m.sessions = m.sessions.filter((x) => x !== s)), m.ended.push(s), await released(s.sid);
     seen.add(this.code === 1000 ? "left" : "dropped");
     return settle(m);
   }
@@ -239,7 +245,8 @@ class Kick implements fc.AsyncCommand<Model, unknown> {
     s.live = false;
     m.sessions = m.sessions.filter((x) => x !== s);
     m.ended.push(s);
-    return settle(m);
+    await settle(m);
+    await released(s.sid);
   }
   toString = () => `kick(${this.i})`;
 }
@@ -299,6 +306,7 @@ const commands = [
   fc.nat(9).map((i) => new Resume(i)),
   fc.tuple(fc.nat(9), fc.boolean()).map(([i, o]) => new Reuse(i, o)),
   fc.tuple(fc.nat(9), fc.constantFrom(...CODES)).map(([i, c]) => new Drop(i, c)),
+  fc.nat(9).map((i) => new Drop(i, 1000)), // a deliberate leave, drawn as often as any drop
   fc.nat(9).map((i) => new Kick(i)),
   fc.nat(9).map((i) => new Chat(i)),
   fc.nat(9).map((i) => new Chat(i)),
