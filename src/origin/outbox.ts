@@ -18,32 +18,12 @@
  * which had not been acknowledged; one commit per event is what it saves.
  */
 
-/** Per room: beyond these, new messages are refused with RESOURCE_EXHAUSTED. */
-export const OUTBOX_MAX_EVENTS = 10_000;
-export const OUTBOX_MAX_BYTES = 8 * 1024 * 1024;
+import { BACKLOG_SHED_MS, DEFAULT_OUTBOX_LIMITS, StreamShares, utf8Length, type OutboxLimits, type Refusal } from "./shares.ts";
 
-/**
- * Fair share (SPEC section 6): one session holds at most a quarter of the room's
- * outbox, and `open`/`close` events always get in: they may use twice the
- * messages' bounds (the storage's hard bound), which messages never reach.
- */
-export interface OutboxLimits {
-  events: number;
-  bytes: number;
-}
-export const DEFAULT_OUTBOX_LIMITS: OutboxLimits = { events: OUTBOX_MAX_EVENTS, bytes: OUTBOX_MAX_BYTES };
-const SESSION_SHARE = 4;
-const LIFECYCLE_FACTOR = 2;
-
-/**
- * Past capacity, shed rather than wedge: a message for a healthy stream whose
- * oldest waiting event is older than this is refused (RESOURCE_EXHAUSTED). A
- * stream in an outage (its POSTs fail and are retried) keeps buffering instead.
- */
-export const BACKLOG_SHED_MS = 2_000;
+export { BACKLOG_SHED_MS, DEFAULT_OUTBOX_LIMITS, type OutboxLimits } from "./shares.ts";
 
 /** `ok`, or why an event was refused. */
-export type PushResult = "ok" | "room_full" | "session_share" | "backlog";
+export type PushResult = "ok" | Refusal | "backlog";
 
 export type EventKind = "open" | "close" | "message";
 
@@ -67,6 +47,8 @@ export type OutboxRow = {
   event_id: string;
   kind: EventKind;
   sid: string;
+  /** The sender (the event's `user`). Null on rows written before the column: read from `event` then. */
+  user: string | null;
   seq: number | null;
   ack: number;
   event: string;
@@ -95,8 +77,8 @@ export class Outbox {
   private readonly storage: DurableObjectStorage;
   private ready = false;
   private totals: { events: number; bytes: number } | null = null;
-  /** Messages and their bytes waiting per sid (bounded by the rows), for the fair share. */
-  private perSid: Map<string, { events: number; bytes: number }> | null = null;
+  /** Per stream, what it holds and who holds it (shares.ts), counted once per stream and wake, then kept. */
+  private readonly shares = new Map<string, StreamShares>();
   /** Per stream: when its oldest waiting event was accepted (null: none; absent: not read yet). */
   private readonly oldest = new Map<string, number | null>();
   /** Rows of the batches this instance sealed, until finished (at most one per stream; after a wake they are read back). */
@@ -131,11 +113,13 @@ export class Outbox {
         bytes INTEGER NOT NULL,
         created INTEGER NOT NULL,
         batch TEXT,
-        cid TEXT
+        cid TEXT,
+        user TEXT
       )`);
-      // Tables made before the cid column: add it (its old rows keep null).
+      // Tables made before the cid or user column: add it (its old rows keep null).
       const cols = this.storage.sql.exec<{ name: string }>("PRAGMA table_info(outbox)").toArray();
       if (!cols.some((c) => c.name === "cid")) this.storage.sql.exec("ALTER TABLE outbox ADD COLUMN cid TEXT");
+      if (!cols.some((c) => c.name === "user")) this.storage.sql.exec("ALTER TABLE outbox ADD COLUMN user TEXT");
       this.storage.sql.exec("CREATE INDEX IF NOT EXISTS outbox_batch ON outbox(batch)");
       this.storage.sql.exec("CREATE INDEX IF NOT EXISTS outbox_stream ON outbox(svc, n)");
       const legacy = this.storage.kv.get<BatchState>(LEGACY_BATCH_KEY);
@@ -157,14 +141,21 @@ export class Outbox {
     return this.totals;
   }
 
-  private sessions(): Map<string, { events: number; bytes: number }> {
-    if (!this.perSid) {
-      this.perSid = new Map();
-      for (const r of this.sql.exec<{ sid: string; c: number; b: number }>("SELECT sid, COUNT(*) AS c, SUM(bytes) AS b FROM outbox WHERE kind = 'message' GROUP BY sid")) {
-        this.perSid.set(r.sid, { events: r.c, bytes: r.b });
-      }
+  /**
+   * What a stream holds, per user: read from storage the first time the stream is
+   * touched in this instance (its memory rows are all pushed after that), then kept.
+   * A row from before the user column counts for the `user` of its event.
+   */
+  private sharesOf(svc: string): StreamShares {
+    let sh = this.shares.get(svc);
+    if (!sh) {
+      sh = new StreamShares();
+      const q = `SELECT kind = 'message' AS m, COALESCE(user, json_extract(event, '$.user'), sid) AS u, COUNT(*) AS c, SUM(bytes) AS b
+        FROM outbox WHERE svc = ? GROUP BY m, u`;
+      for (const r of this.sql.exec<{ m: number; u: string; c: number; b: number }>(q, svc)) sh.add(r.m === 1, String(r.u), r.c, r.b);
+      this.shares.set(svc, sh);
     }
-    return this.perSid;
+    return sh;
   }
 
   /** When the stream's oldest waiting event was accepted (null: none), cached per stream. */
@@ -189,33 +180,31 @@ export class Outbox {
   }
 
   /**
-   * Append an event, or say why not. With `durable` (and always when the stream
-   * has rows in storage) it is written before anyone is answered; otherwise it is
-   * held in memory until persist(). With `shed`, a message for a stream whose
-   * oldest event waited past BACKLOG_SHED_MS is refused.
+   * Append an event, or say why not (the rules: shares.ts). With `durable` (and
+   * always when the stream has rows in storage) it is written before anyone is
+   * answered; otherwise it is held in memory until persist(). With `shed`, a
+   * message for a stream whose oldest event waited past BACKLOG_SHED_MS is refused
+   * if its sender holds at least an equal part of the stream's waiting messages.
    */
   push(svc: string, event: OriginEvent, ack: boolean, now: number, shed = false, durable = true, cid = event.trace_id): PushResult {
-    if (shed && event.kind === "message") {
+    const message = event.kind === "message";
+    const shares = this.sharesOf(svc);
+    if (shed && message && shares.overPart(event.user)) {
       const oldest = this.oldestOf(svc);
       if (oldest !== null && now - oldest > BACKLOG_SHED_MS) return "backlog";
     }
     const json = JSON.stringify(event);
-    const bytes = json.length;
+    const bytes = utf8Length(json);
+    const refused = message ? shares.refuseMessage(event.user, bytes, this.limits) : shares.refuseLifecycle(bytes, this.limits);
+    if (refused) return refused;
     const size = this.size();
-    const { events: maxEvents, bytes: maxBytes } = this.limits;
-    const mine = this.sessions().get(event.sid) ?? { events: 0, bytes: 0 };
-    if (event.kind === "message") {
-      if (size.events + 1 > maxEvents || size.bytes + bytes > maxBytes) return "room_full";
-      if (mine.events + 1 > maxEvents / SESSION_SHARE || mine.bytes + bytes > maxBytes / SESSION_SHARE) return "session_share";
-    } else if (size.events + 1 > maxEvents * LIFECYCLE_FACTOR || size.bytes + bytes > maxBytes * LIFECYCLE_FACTOR) {
-      return "room_full";
-    }
     const row: OutboxRow = {
       n: ++this.memSeq,
       svc,
       event_id: event.id,
       kind: event.kind,
       sid: event.sid,
+      user: event.user,
       seq: event.seq ?? null,
       ack: ack ? 1 : 0,
       event: json,
@@ -237,13 +226,13 @@ export class Outbox {
     }
     size.events += 1;
     size.bytes += bytes;
-    if (event.kind === "message") this.sessions().set(event.sid, { events: mine.events + 1, bytes: mine.bytes + bytes });
+    shares.add(message, event.user, 1, bytes);
     return "ok";
   }
 
   private insert(r: OutboxRow): void {
     this.sql.exec(
-      "INSERT INTO outbox (svc, event_id, kind, sid, seq, ack, event, bytes, created, batch, cid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO outbox (svc, event_id, kind, sid, seq, ack, event, bytes, created, batch, cid, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       r.svc,
       r.event_id,
       r.kind,
@@ -255,6 +244,7 @@ export class Outbox {
       r.created,
       r.batch,
       r.cid,
+      r.user,
     );
   }
 
@@ -353,17 +343,13 @@ export class Outbox {
 
   /** Drop a finished batch (delivered, rejected or given up): `rows` are its rows, as read for the attempt. */
   finish(svc: string, batchId: string, rows: readonly OutboxRow[]): void {
+    const shares = this.shares.get(svc);
     for (const r of rows) {
       if (this.totals) {
         this.totals.events -= 1;
         this.totals.bytes -= r.bytes;
       }
-      const m = r.kind === "message" ? this.perSid?.get(r.sid) : undefined;
-      if (m) {
-        m.events -= 1;
-        m.bytes -= r.bytes;
-        if (m.events <= 0) this.perSid!.delete(r.sid);
-      }
+      shares?.add(r.kind === "message", rowUser(r), 1, r.bytes, -1);
     }
     const stored = !this.memBatches.delete(batchId);
     if (stored) {
@@ -388,4 +374,16 @@ export class Outbox {
       this.batches.set(svc, null);
     }
   }
+}
+
+/** A row's sender: its column, or (rows from before the column) its event's `user`, or its sid. */
+function rowUser(r: OutboxRow): string {
+  if (r.user !== null && r.user !== undefined) return r.user;
+  try {
+    const u = (JSON.parse(r.event) as { user?: unknown }).user;
+    if (typeof u === "string") return u;
+  } catch {
+    // not JSON: count it for its sid, as the query does
+  }
+  return r.sid;
 }

@@ -83,9 +83,9 @@ function routed(s: Session, t: TenantPolicy, env: ClientEnvelope, ack: boolean):
 
 /** Why the outbox refused a message: the decision's reason and the sender's message. */
 const REFUSED = {
-  room_full: ["outbox_full", "the room's outbox is full"],
-  session_share: ["outbox_share", "this session holds a quarter of the room's outbox already"],
-  backlog: ["outbox_backlog", "the service is not keeping up"],
+  stream_full: ["outbox_full", "this service's outbox is full in this room"],
+  user_share: ["outbox_share", "this user holds a quarter of this service's outbox already"],
+  backlog: ["outbox_backlog", "the service is not keeping up and this user holds a large part of its backlog"],
 } as const;
 
 /** The verdict once the outbox has taken (or refused) an origin event. */

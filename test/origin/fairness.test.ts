@@ -1,7 +1,8 @@
 /**
- * SPEC v1.1 section 6, fair share (issue 11): one session holds at most a
- * quarter of a room's outbox; beyond that its messages get RESOURCE_EXHAUSTED
- * (with their seq) while other members' events and every open/close still get in.
+ * SPEC section 6, fair share (issue 11; v1.2, issue 19: per user and per
+ * stream, see shares.test.ts): one user holds at most a quarter of a stream's
+ * outbox; beyond that its messages get RESOURCE_EXHAUSTED (with their seq) while
+ * other members' events and every open/close still get in.
  * The origin is down throughout, so everything stays in the outbox. The outbox's
  * bounds are lowered on the live object (40 events) to keep the test small.
  */
@@ -22,8 +23,8 @@ async function sendAll(c: TestClient, from: number, to: number): Promise<void> {
   await c.expectQuiet(150, isSys("error"), "sys.error"); // within its quarter: all accepted
 }
 
-describe("fair share of a room's outbox", () => {
-  it("a flooding session is capped at a quarter; others and open/close still get in", async () => {
+describe("fair share of a stream's outbox", () => {
+  it("a flooding user is capped at a quarter; others and open/close still get in", async () => {
     const room = uniqueRoom();
     await script(room, [], { status: 503 }); // the origin is down
     const a = await join("alice", room);
@@ -42,20 +43,20 @@ describe("fair share of a room's outbox", () => {
     b.send(chat(1));
     await b.expectQuiet(150, isSys("error"), "sys.error");
 
-    // Fill the room's 40 with two more members, then: messages refused, open/close still in.
+    // Fill the stream's 40 messages with two more members, then: messages refused, open/close still in.
     const c = await join("carol", room);
     const d = await join("dave", room);
     await sendAll(c, 1, 10);
     await sendAll(d, 1, 10);
-    expect(await queued(room)).toBe(35); // 4 opens and 31 messages
-    for (let seq = 2; seq <= 7; seq++) b.send(chat(seq)); // 2..6 fill the room to 40; 7 is refused
-    expect((await b.next((e) => e.type === "error")).data).toMatchObject({ code: "RESOURCE_EXHAUSTED", seq: 7 });
-    const full = await queued(room);
-    expect(full).toBe(40);
+    expect(await queued(room)).toBe(35); // 4 opens (a budget of their own) and 31 messages
+    await sendAll(b, 2, 10); // bob's quarter fills the stream's 40
+    expect(await queued(room)).toBe(44);
     const e = await join("erin", room); // its open event
+    e.send(chat(1)); // within erin's quarter, but the stream is full
+    expect((await e.next((x) => x.type === "error")).data).toMatchObject({ code: "RESOURCE_EXHAUSTED", seq: 1 });
     e.close();
     await e.closed();
     await new Promise((r) => setTimeout(r, 100));
-    expect(await queued(room)).toBe(full + 2); // open and close both got in
+    expect(await queued(room)).toBe(46); // open and close both got in
   });
 });

@@ -1,5 +1,6 @@
 /**
- * SPEC v1.1 section 6: a room's outbox is bounded in events and in bytes;
+ * SPEC v1.2 section 6: each stream of a room's outbox (one per service) is
+ * bounded in events and in bytes;
  * beyond either, a message is refused with RESOURCE_EXHAUSTED (and its seq)
  * instead of dropped. The origin is down throughout, so everything stays in
  * the outbox; the bounds are lowered on the live object to keep the test small,
@@ -20,29 +21,28 @@ const setLimits = (room: string, limits: { events: number; bytes: number }) =>
   runInDurableObject(stub(room), (o: RoomObject) => {
     o.bridge.outbox.limits = limits;
   });
-const FULL = /the room's outbox is full/;
+const FULL = /this service's outbox is full/;
 
 describe("a room's outbox bounds", () => {
   it("full by events: the next message gets RESOURCE_EXHAUSTED with its seq, nothing is dropped", async () => {
     const room = uniqueRoom();
     await script(room, [], { status: 503 }); // the origin is down
-    const [a, b, c] = [await join("alice", room), await join("bob", room), await join("carol", room)];
-    await join("dave", room);
+    const members = [await join("alice", room), await join("bob", room), await join("carol", room), await join("dave", room)];
+    const e = await join("erin", room);
     await waitForLog(room, (l) => l.length >= 1);
-    expect((await size(room)).events).toBe(4); // the four open events
-    await setLimits(room, { events: 8, bytes: 1 << 20 }); // a quarter: 2 per session
-    for (const [client, from] of [[a!, 1], [b!, 1]] as const) {
-      client.send(chat(from));
-      client.send(chat(from + 1));
+    expect((await size(room)).events).toBe(5); // the five open events (a budget of their own)
+    await setLimits(room, { events: 8, bytes: 1 << 20 }); // a quarter: 2 per user
+    for (const client of members) {
+      client.send(chat(1));
+      client.send(chat(2));
     }
-    await a!.expectQuiet(150, isSys("error"), "sys.error");
-    await b!.expectQuiet(0, isSys("error"), "sys.error");
-    expect((await size(room)).events).toBe(8);
-    c!.send(chat(5)); // within carol's share, but the room is full
-    const err = await c!.next((e) => e.type === "error");
+    for (const client of members) await client.expectQuiet(client === members[0] ? 150 : 0, isSys("error"), "sys.error");
+    expect((await size(room)).events).toBe(13);
+    e.send(chat(5)); // within erin's share, but the stream is full
+    const err = await e.next((x) => x.type === "error");
     expect(err.data).toMatchObject({ code: "RESOURCE_EXHAUSTED", seq: 5 });
     expect(err.data.msg).toMatch(FULL);
-    expect((await size(room)).events).toBe(8);
+    expect((await size(room)).events).toBe(13);
   });
 
   it("full by bytes: a message that would pass the byte bound is refused, a small one still gets in", async () => {

@@ -41,4 +41,22 @@ describe("shedding past capacity", () => {
     expect(acks.sort()).toEqual([1, 2]);
     expect(a.inbox.filter((m) => m.kind === "text" && m.json.type === "error")).toEqual([]);
   }, 20_000);
+
+  it("one flooder behind a slow origin: its messages are refused, another member's still get in and are delivered", async () => {
+    const room = uniqueRoom();
+    await script(room, [{ status: 200, delayMs: BACKLOG_SHED_MS + 800 }], { status: 200 }); // the first POST hangs
+    const a = await connect({ tenant: "shed", room, ticket: "dev:alice" });
+    const b = await connect({ tenant: "shed", room, ticket: "dev:bob" });
+    a.send(chat(1));
+    await waitForLog(room, (l) => l.length >= 1);
+    for (let seq = 2; seq <= 6; seq++) a.send(chat(seq)); // alice holds the whole backlog
+    await new Promise((r) => setTimeout(r, BACKLOG_SHED_MS + 300));
+    b.send(chat(1)); // bob holds nothing of it: within his share
+    a.send(chat(7)); // alice holds all of it: refused
+    expect((await a.next((e) => e.type === "error", 3000)).data).toMatchObject({ code: "RESOURCE_EXHAUSTED", seq: 7 });
+    b.send(chat(2)); // bob holds 1 of 7 (2 senders): still below his part
+    const acks = [(await b.nextOf("sys", "ack", 8000)).data.seq, (await b.nextOf("sys", "ack", 8000)).data.seq];
+    expect(acks).toEqual([1, 2]);
+    expect(b.inbox.filter((m) => m.kind === "text" && m.json.type === "error")).toEqual([]);
+  }, 20_000);
 });
