@@ -8,11 +8,14 @@
  *
  * Whatever the mode, a user id starting with `@` is refused here (SPEC section
  * 3: reserved for the gateway and the origin, whose messages carry
- * `from.user: "@origin"`); sys:refresh comes through here too.
+ * `from.user: "@origin"`), and so is one that could pass for such an id or for
+ * another user (SPEC v1.2: white space at either end, controls, format
+ * characters, an NFKC form starting with `@`; see userIdProblem). sys:refresh
+ * comes through here too.
  */
 import type { CompiledAuth } from "../policy/types.ts";
 import type { Env } from "../env.ts";
-import { isReservedUser } from "../protocol/codes.ts";
+import { userIdProblem } from "../protocol/codes.ts";
 import { verifyDevTicket } from "./dev.ts";
 import { authFailed } from "./failure.ts";
 import { verifyJwtTicket } from "./jwt.ts";
@@ -22,7 +25,7 @@ import { roomAllowed } from "./rooms.ts";
 export { roomAllowed } from "./rooms.ts";
 
 export interface Identity {
-  /** JWT `sub`, the dev ticket's or the auth origin's user; matches USER_RE, never starts with `@` (reserved). */
+  /** JWT `sub`, the dev ticket's or the auth origin's user; userIdProblem() found nothing wrong with it. */
   user: string;
   /** Unix seconds, from the JWT `exp`; null for dev tickets. */
   exp: number | null;
@@ -78,7 +81,8 @@ export async function authenticate(auth: CompiledAuth, ticket: string, ctx: Auth
     }
     if (!result.ok) return result;
     // Here, not in each verifier: every mode (and sys:refresh, which comes through here) refuses them alike.
-    if (isReservedUser(result.identity.user)) return authFailed("reserved user id");
+    const problem = userIdProblem(result.identity.user);
+    if (problem) return authFailed(problem === "reserved" ? "reserved user id" : "bad user id");
     if (!roomAllowed(result.identity.rooms, ctx.room)) {
       return { ok: false, status: 403, code: "NOT_ALLOWED", msg: "ticket does not grant this room" };
     }
