@@ -21,6 +21,7 @@ import { authFailed } from "./failure.ts";
 import { verifyJwtTicket } from "./jwt.ts";
 import { verifyOriginTicket } from "./origin.ts";
 import { roomAllowed } from "./rooms.ts";
+import { secretShared } from "./shared-secrets.ts";
 
 export { roomAllowed } from "./rooms.ts";
 
@@ -36,7 +37,8 @@ export interface Identity {
 export type AuthFailure = {
   ok: false;
   status: 401 | 403 | 503;
-  code: "AUTH_FAILED" | "NOT_ALLOWED" | "ORIGIN_UNAVAILABLE";
+  /** INTERNAL: the tenant's configuration is unsafe to serve (shared-secrets.ts). */
+  code: "AUTH_FAILED" | "NOT_ALLOWED" | "ORIGIN_UNAVAILABLE" | "INTERNAL";
   msg: string;
   /** Seconds; set on 503 answers, for the `Retry-After` header. */
   retryAfter?: number;
@@ -53,6 +55,10 @@ export interface AuthContext {
   now?: number;
 }
 
+/** Seconds a client is told to wait after a 503 for a misconfigured tenant (a fix needs a deploy). */
+export const MISCONFIGURED_RETRY_S = 60;
+const MISCONFIGURED: AuthFailure = { ok: false, status: 503, code: "INTERNAL", msg: "tenant misconfigured", retryAfter: MISCONFIGURED_RETRY_S };
+
 /** Longer tickets are refused (401 AUTH_FAILED) without being parsed. */
 export const MAX_TICKET_LENGTH = 8192;
 
@@ -64,6 +70,9 @@ export async function authenticate(auth: CompiledAuth, ticket: string, ctx: Auth
   try {
     if (typeof ticket !== "string" || ticket.length === 0) return authFailed("missing ticket");
     if (ticket.length > MAX_TICKET_LENGTH) return authFailed("ticket too long");
+
+    // Fail closed: a tenant whose HS256 secret another tenant also accepts admits nobody.
+    if (await secretShared(ctx.tenant, auth, ctx.env)) return MISCONFIGURED;
 
     let result: AuthResult;
     switch (auth.mode) {
