@@ -57,6 +57,8 @@ export async function findSharedSecrets(tenants: readonly TenantAuth[], env: obj
 }
 
 const cache = new WeakMap<object, Promise<SharedSecret[]>>();
+/** Clashes already logged in this isolate: one line each, however many env objects the runtime hands out. */
+const logged = new Set<string>();
 
 /** The compiled tenants' clashes under this env, computed (and logged) once per env object. */
 export function sharedSecrets(env: Env): Promise<SharedSecret[]> {
@@ -66,6 +68,9 @@ export function sharedSecrets(env: Env): Promise<SharedSecret[]> {
     const tenants = tenantIds().map((id) => ({ id, auth: getTenant(id)!.auth }));
     found = findSharedSecrets(tenants, env).then((clashes) => {
       for (const c of clashes) {
+        const key = [...c.tenants, ...c.envs].join("\u0000");
+        if (logged.has(key)) continue;
+        logged.add(key);
         log("error", "auth.shared_secret", {
           trace_id: "-",
           tenants: c.tenants.join(","),
