@@ -8,21 +8,25 @@
  *
  * Whatever the mode, a user id starting with `@` is refused here (SPEC section
  * 3: reserved for the gateway and the origin, whose messages carry
- * `from.user: "@origin"`); sys:refresh comes through here too.
+ * `from.user: "@origin"`), and so is one that could pass for such an id or for
+ * another user (SPEC v1.2: white space at either end, controls, format
+ * characters, an NFKC form starting with `@`; see userIdProblem). sys:refresh
+ * comes through here too.
  */
 import type { CompiledAuth } from "../policy/types.ts";
 import type { Env } from "../env.ts";
-import { isReservedUser } from "../protocol/codes.ts";
+import { userIdProblem } from "../protocol/codes.ts";
 import { verifyDevTicket } from "./dev.ts";
 import { authFailed } from "./failure.ts";
 import { verifyJwtTicket } from "./jwt.ts";
 import { verifyOriginTicket } from "./origin.ts";
 import { roomAllowed } from "./rooms.ts";
+import { secretShared } from "./shared-secrets.ts";
 
 export { roomAllowed } from "./rooms.ts";
 
 export interface Identity {
-  /** JWT `sub`, the dev ticket's or the auth origin's user; matches USER_RE, never starts with `@` (reserved). */
+  /** JWT `sub`, the dev ticket's or the auth origin's user; userIdProblem() found nothing wrong with it. */
   user: string;
   /** Unix seconds, from the JWT `exp`; null for dev tickets. */
   exp: number | null;
@@ -33,7 +37,8 @@ export interface Identity {
 export type AuthFailure = {
   ok: false;
   status: 401 | 403 | 503;
-  code: "AUTH_FAILED" | "NOT_ALLOWED" | "ORIGIN_UNAVAILABLE";
+  /** INTERNAL: the tenant's configuration is unsafe to serve (shared-secrets.ts). */
+  code: "AUTH_FAILED" | "NOT_ALLOWED" | "ORIGIN_UNAVAILABLE" | "INTERNAL";
   msg: string;
   /** Seconds; set on 503 answers, for the `Retry-After` header. */
   retryAfter?: number;
@@ -50,6 +55,10 @@ export interface AuthContext {
   now?: number;
 }
 
+/** Seconds a client is told to wait after a 503 for a misconfigured tenant (a fix needs a deploy). */
+export const MISCONFIGURED_RETRY_S = 60;
+const MISCONFIGURED: AuthFailure = { ok: false, status: 503, code: "INTERNAL", msg: "tenant misconfigured", retryAfter: MISCONFIGURED_RETRY_S };
+
 /** Longer tickets are refused (401 AUTH_FAILED) without being parsed. */
 export const MAX_TICKET_LENGTH = 8192;
 
@@ -61,6 +70,9 @@ export async function authenticate(auth: CompiledAuth, ticket: string, ctx: Auth
   try {
     if (typeof ticket !== "string" || ticket.length === 0) return authFailed("missing ticket");
     if (ticket.length > MAX_TICKET_LENGTH) return authFailed("ticket too long");
+
+    // Fail closed: a tenant whose HS256 secret another tenant also accepts admits nobody.
+    if (await secretShared(ctx.tenant, auth, ctx.env)) return MISCONFIGURED;
 
     let result: AuthResult;
     switch (auth.mode) {
@@ -78,7 +90,8 @@ export async function authenticate(auth: CompiledAuth, ticket: string, ctx: Auth
     }
     if (!result.ok) return result;
     // Here, not in each verifier: every mode (and sys:refresh, which comes through here) refuses them alike.
-    if (isReservedUser(result.identity.user)) return authFailed("reserved user id");
+    const problem = userIdProblem(result.identity.user);
+    if (problem) return authFailed(problem === "reserved" ? "reserved user id" : "bad user id");
     if (!roomAllowed(result.identity.rooms, ctx.room)) {
       return { ok: false, status: 403, code: "NOT_ALLOWED", msg: "ticket does not grant this room" };
     }

@@ -160,6 +160,9 @@ export function checkAcrossFiles(files: readonly SourceFile[]): void {
  * accept the other's tokens, unless both set an `audience` and the two differ.
  * Reported at the later tenant's key, naming the earlier one. Runs on the raw
  * data, like the tenant id check, so it also runs when a file has other errors.
+ * Two URLs count as the same key set when jwksIdentity() makes them equal. The
+ * same secret under two `secret_env` names cannot be seen here: the Worker
+ * checks the values at run time (auth/shared-secrets.ts).
  */
 function checkSharedTokenKeys(files: readonly SourceFile[]): void {
   const KEYS = ["secret_env", "jwks_url"] as const;
@@ -180,7 +183,7 @@ function checkSharedTokenKeys(files: readonly SourceFile[]): void {
         if (typeof value !== "string") continue;
         const path: Path = ["tenants", i, "auth", key];
         const offset = fc.offsetOf(path, "value");
-        const same = `${key}\u0000${key === "jwks_url" ? normaliseUrl(value) : value}`;
+        const same = `${key}\u0000${key === "jwks_url" ? jwksIdentity(value) : value}`;
         const others = earlier.get(same) ?? [];
         const clash = others.find((o) => audience === null || o.audience === null || o.audience === audience);
         if (clash) {
@@ -198,11 +201,30 @@ function checkSharedTokenKeys(files: readonly SourceFile[]): void {
   }
 }
 
-/** The URL as the fetch would see it (host case, default port); the text itself when it does not parse. */
-function normaliseUrl(url: string): string {
+const UNRESERVED = /^[A-Za-z0-9._~-]$/;
+
+/**
+ * What a `jwks_url` is compared by. Spellings of one key set are equal: scheme
+ * and host case, the default port, a trailing dot on the host, user info, a
+ * query or a fragment, duplicate and trailing slashes, dot segments and
+ * percent-encoded unreserved characters in the path. The path stays case
+ * sensitive. Leaning towards "the same" on purpose: a false match costs one
+ * `audience` line, a missed one lets a tenant accept another's tokens. The text
+ * itself when it does not parse (the schema reports it).
+ */
+export function jwksIdentity(url: string): string {
+  let u: URL;
   try {
-    return new URL(url).href;
+    u = new URL(url.trim());
   } catch {
     return url;
   }
+  const decoded = u.pathname.replace(/%[0-9A-Fa-f]{2}/g, (m) => {
+    const c = String.fromCharCode(Number.parseInt(m.slice(1), 16));
+    return UNRESERVED.test(c) ? c : m.toUpperCase();
+  });
+  // Once more through the parser, for dot segments that were percent-encoded.
+  const path = new URL(decoded.replace(/\/{2,}/g, "/"), "https://x.invalid").pathname.replace(/\/{2,}/g, "/").replace(/\/+$/, "");
+  const host = u.hostname.replace(/\.$/, "");
+  return `${u.protocol}//${host}${u.port ? `:${u.port}` : ""}${path || "/"}`;
 }

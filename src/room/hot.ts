@@ -6,7 +6,7 @@
 import { hotAllowed, type TenantPolicy } from "../policy/index.ts";
 import type { ErrorCode } from "../protocol/codes.ts";
 import { decodeHot, encodeOutbound } from "../protocol/hot.ts";
-import { MAX_KEYS_PER_SENDER, type StateRefusal } from "./state.ts";
+import { MAX_KEYS_PER_SENDER, senderShare, type StateRefusal } from "./state.ts";
 import { NOTHING, refuse, type Session, type Verdict } from "./verdict.ts";
 
 export function hotVerdict(s: Session, t: TenantPolicy, buf: ArrayBuffer): Verdict {
@@ -54,7 +54,9 @@ export function stateVerdict(s: Session, t: TenantPolicy, refused: StateRefusal 
   const msg =
     refused === "keys"
       ? `a member keeps at most ${MAX_KEYS_PER_SENDER} state keys (svc_id, opcode)`
-      : `the room's kept states would exceed limits.max_state_bytes (${t.limits.max_state_bytes})`;
+      : refused === "share"
+        ? `a member keeps at most a quarter of limits.max_state_bytes (${senderShare(t)} bytes) of states`
+        : `the room's kept states would exceed limits.max_state_bytes (${t.limits.max_state_bytes})`;
   return hotError(s, t, "RESOURCE_EXHAUSTED", msg, seq, "state_limit");
 }
 

@@ -14,11 +14,13 @@
  * to send, and the states are then written to storage, so the room can hibernate
  * and a later joiner still sees them after a wake.
  *
- * Bounded (SPEC v1.1): at most MAX_KEYS_PER_SENDER keys per sender and
- * `limits.max_state_bytes` per room, where a kept state costs its frame plus
- * KEY_OVERHEAD_BYTES (so many tiny states cannot cost more memory than the budget
- * says). A frame over either bound is refused before anything changes, so the
- * kept states stay as they were. Replacing a kept state counts only its growth.
+ * Bounded (SPEC v1.1, v1.2): at most MAX_KEYS_PER_SENDER keys per sender,
+ * `limits.max_state_bytes` per room and a quarter of it per sender (so that no
+ * member can take the room's whole budget), where a kept state costs its frame
+ * plus KEY_OVERHEAD_BYTES (so many tiny states cannot cost more memory than the
+ * budget says). A sender is a member slot, i.e. one connection. A frame over any
+ * bound is refused before anything changes, so the kept states stay as they
+ * were. Replacing a kept state counts only its growth.
  *
  * Storage: one row per kept state (`state/<key as 8 hex digits>`, at most 64 KiB,
  * far below the storage value limit), written incrementally: changed keys are put
@@ -56,8 +58,19 @@ interface Entry {
 
 type LegacySnapshot = Array<[key: number, slot: number, frame: ArrayBuffer]>;
 
-/** Why a state frame was refused. */
-export type StateRefusal = "too_large" | "keys" | "bytes";
+/** Why a state frame was refused: the frame itself, the sender's keys, the sender's quarter, the room's budget. */
+export type StateRefusal = "too_large" | "keys" | "share" | "bytes";
+
+/** Bytes of kept states one sender may hold (SPEC v1.2 section 5): a quarter of the room's. */
+export function senderShare(t: TenantPolicy): number {
+  return Math.floor(t.limits.max_state_bytes / 4);
+}
+
+interface SlotUse {
+  keys: number;
+  /** Charged like `used`: frames plus KEY_OVERHEAD_BYTES each. */
+  bytes: number;
+}
 
 type MemberList = () => Iterable<[WebSocket, { slot: number }]>;
 
@@ -82,7 +95,8 @@ export class StateTable {
   private entries: Map<number, Entry> | null = null;
   /** Bytes charged against `max_state_bytes`: frames plus KEY_OVERHEAD_BYTES each. */
   private used = 0;
-  private readonly keysBySlot = new Map<number, number>();
+  /** Keys and bytes each sender slot holds (present while it holds any). */
+  private readonly bySlot = new Map<number, SlotUse>();
   /** Keys changed since the last save (always present in `entries`). */
   private readonly dirty = new Set<number>();
   /** Keys that have a row in storage. */
@@ -129,36 +143,42 @@ export class StateTable {
   private set(key: number, slot: number, frame: Uint8Array, ver: number): void {
     const table = this.entries!;
     const old = table.get(key);
-    if (old) this.used -= old.frame.byteLength;
-    else {
-      this.used += KEY_OVERHEAD_BYTES;
-      this.keysBySlot.set(slot, (this.keysBySlot.get(slot) ?? 0) + 1);
-    }
-    this.used += frame.byteLength;
+    let use = this.bySlot.get(slot);
+    if (!use) this.bySlot.set(slot, (use = { keys: 0, bytes: 0 }));
+    const growth = old ? frame.byteLength - old.frame.byteLength : frame.byteLength + KEY_OVERHEAD_BYTES;
+    if (!old) use.keys++;
+    use.bytes += growth;
+    this.used += growth;
     table.set(key, { slot, frame, ver });
   }
 
   private drop(key: number, e: Entry): void {
     this.entries!.delete(key);
     this.dirty.delete(key);
-    this.used -= e.frame.byteLength + KEY_OVERHEAD_BYTES;
-    const n = (this.keysBySlot.get(e.slot) ?? 1) - 1;
-    if (n > 0) this.keysBySlot.set(e.slot, n);
-    else this.keysBySlot.delete(e.slot);
+    const cost = e.frame.byteLength + KEY_OVERHEAD_BYTES;
+    this.used -= cost;
+    const use = this.bySlot.get(e.slot);
+    if (!use) return;
+    use.keys--;
+    use.bytes -= cost;
+    if (use.keys <= 0) this.bySlot.delete(e.slot);
   }
 
   /**
    * Keep a frame as the newest state of its (sender, svc, op), or say why not:
    * `too_large` (cannot fit a batch), `keys` (the sender's 64th key is taken),
-   * `bytes` (the room's budget). A refusal changes nothing.
+   * `share` (the sender's quarter of the budget), `bytes` (the room's budget).
+   * A refusal changes nothing.
    */
   update(frame: HotFrame, slot: number, t: TenantPolicy, members: MemberList): StateRefusal | null {
     const len = outboundLength(frame);
     if (len > MAX_STATE_FRAME) return "too_large";
     const key = stateKey(slot, frame.svc, frame.op);
     const old = this.table().get(key);
-    if (!old && (this.keysBySlot.get(slot) ?? 0) >= MAX_KEYS_PER_SENDER) return "keys";
+    const use = this.bySlot.get(slot);
+    if (!old && (use?.keys ?? 0) >= MAX_KEYS_PER_SENDER) return "keys";
     const growth = old ? len - old.frame.byteLength : len + KEY_OVERHEAD_BYTES;
+    if (growth > 0 && (use?.bytes ?? 0) + growth > senderShare(t)) return "share";
     if (growth > 0 && this.used + growth > t.limits.max_state_bytes) return "bytes";
     this.set(key, slot, encodeOutbound(frame, slot), ++this.version);
     this.dirty.add(key);
@@ -176,7 +196,7 @@ export class StateTable {
   /** A member left: forget it and drop its states (from storage too, unless a tick will save). */
   left(ws: WebSocket, slot: number): void {
     this.seen.delete(ws);
-    if (!this.keysBySlot.has(slot) && this.entries) return;
+    if (!this.bySlot.has(slot) && this.entries) return;
     const table = this.table();
     let dropped = false;
     for (const [key, e] of table) {

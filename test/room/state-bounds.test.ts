@@ -3,9 +3,10 @@
  * 64 kept (svc, op) keys per sender and `limits.max_state_bytes` per room; a frame
  * over either is RESOURCE_EXHAUSTED (or dropped when silent) and the kept states
  * stay intact and persistable. Also: closing a member never depends on cleanup
- * succeeding.
+ * succeeding. A sender's quarter of the budget (v1.2): state-share.test.ts.
  *
- * Tenants `state-bound` / `state-bound-silent` (test-tenants.yaml): 200 KiB per room.
+ * Tenants `state-bound` / `state-bound-silent` (test-tenants.yaml): 200 KiB per
+ * room, 51,200 bytes per sender: two BIG states.
  */
 import { env, exports } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
@@ -18,11 +19,10 @@ import { connect, uniqueRoom, type TestClient } from "../helpers/ws.ts";
 const TENANT = "state-bound";
 const SILENT = "state-bound-silent";
 const MAX_STATE_BYTES = 204_800;
-const BIG = 60_000;
+const BIG = 24_000;
 /**
- * Two sockets flooding 60 KB states on 150 opcodes each: 18 MB if nothing were
- * bounded, more than one storage value can hold (2 MB on Cloudflare, 16 MiB in
- * the workerd of the tests).
+ * Two sockets flooding 24 KB states on 150 opcodes each: 7 MB if nothing were
+ * bounded, more than one storage value can hold (2 MB on Cloudflare).
  */
 const FLOOD = 150;
 const flood = (c: TestClient) => {
@@ -125,38 +125,47 @@ describe("state storage: 64 keys per sender", () => {
 describe("state storage: max_state_bytes per room", () => {
   it("refuses what would exceed the room budget, counts only the growth of a replacement, keeps states intact", async () => {
     const room = uniqueRoom("bytes");
-    const a = await join("alice", room);
     const b = await join("bob", room);
     b.sendHot(3, 1, [9]); // the innocent member's small state first
-    a.sendHot(3, 1, payload(BIG, 1));
-    a.sendHot(3, 2, payload(BIG, 2));
-    a.sendHot(3, 3, payload(BIG, 3));
-    a.sendHot(3, 4, payload(20_000, 4)); // about 200,000 bytes kept now
-    a.sendHot(3, 5, payload(10_000, 5), 5); // a new key over the budget
-    a.sendHot(3, 2, payload(65_000, 22), 22); // growth of a kept key over the budget
+    // Four members at (nearly) their quarter each: 4 x 48,140 bytes.
+    const heavy: TestClient[] = [];
+    for (const u of ["alice", "dave", "erin", "frank"]) heavy.push(await join(u, room));
+    for (const h of heavy) {
+      h.sendHot(3, 1, payload(BIG, 1));
+      h.sendHot(3, 2, payload(BIG, 2));
+    }
+    await sleep(100); // 192,631 bytes kept now, 12,169 left
+    b.sendHot(3, 5, payload(12_100, 5), 5); // a new key over the budget (12,174)
+    b.sendHot(3, 1, payload(12_200, 22), 22); // growth of a kept key over the budget (12,203)
+    const a = heavy[0]!;
     a.sendHot(3, 1, payload(BIG, 11)); // same size: always fits
-    a.sendHot(3, 3, payload(1000, 33)); // smaller: frees room
-    expect(await errorsWithin(a)).toEqual([
-      expect.objectContaining({ code: "RESOURCE_EXHAUSTED", seq: 5 }),
-      expect.objectContaining({ code: "RESOURCE_EXHAUSTED", seq: 22 }),
+    a.sendHot(3, 2, payload(1000, 33)); // smaller: frees room
+    const refused = expect.stringContaining("the room's kept states");
+    expect(await errorsWithin(b)).toEqual([
+      expect.objectContaining({ code: "RESOURCE_EXHAUSTED", seq: 5, msg: refused }),
+      expect.objectContaining({ code: "RESOURCE_EXHAUSTED", seq: 22, msg: refused }),
     ]);
-    a.sendHot(3, 5, payload(10_000, 55), 55); // fits now that op 3 shrank
-    expect(await errorsWithin(a)).toEqual([]);
-    expect(await errorsWithin(b, 0)).toEqual([]);
+    b.sendHot(3, 5, payload(12_100, 55), 55); // fits now that alice's op 2 shrank
+    expect(await errorsWithin(b)).toEqual([]);
+    for (const h of heavy) expect(await errorsWithin(h, 0)).toEqual([]);
 
     const used = await runInDurableObject(stub(room), (o: RoomObject) => o.state.bytes());
     expect(used).toBeLessThanOrEqual(MAX_STATE_BYTES);
 
     const c = await join("carol", room);
-    const kept = await states(c, 6);
+    const kept = await states(c, 10);
+    const sb = b.authed.data.slot;
     const sa = a.authed.data.slot;
+    const others = heavy.slice(1).flatMap((h) => [
+      [`${h.authed.data.slot}:1`, { len: BIG, value: 1 }],
+      [`${h.authed.data.slot}:2`, { len: BIG, value: 2 }],
+    ]);
     expect(Object.fromEntries(kept)).toEqual({
-      [`${b.authed.data.slot}:1`]: { len: 1, value: 9 },
+      [`${sb}:1`]: { len: 1, value: 9 }, // the refused growth left the old state
+      [`${sb}:5`]: { len: 12_100, value: 55 },
       [`${sa}:1`]: { len: BIG, value: 11 },
-      [`${sa}:2`]: { len: BIG, value: 2 }, // the refused growth left the old state
-      [`${sa}:3`]: { len: 1000, value: 33 },
-      [`${sa}:4`]: { len: 20_000, value: 4 },
-      [`${sa}:5`]: { len: 10_000, value: 55 },
+      [`${sa}:2`]: { len: 1000, value: 33 },
+      ...Object.fromEntries(others),
     });
   });
 
