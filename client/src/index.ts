@@ -280,7 +280,7 @@ export class WsPrismClient {
   onMessage<T = any>(svc: string, type: string, fn: MessageHandler<T>): () => void;
   onMessage(svc: string, type: string | MessageHandler, fn?: MessageHandler): () => void {
     if (typeof type === "function") [type, fn] = ["*", type];
-    if (typeof fn !== "function") throw new TypeError("onMessage(svc, type, fn): fn must be a function");
+    if (typeof fn !== "function") throw new TypeError("fn is required");
     return addHandler(this.messageHandlers, `${svc}:${type}`, fn);
   }
 
@@ -583,7 +583,7 @@ export class WsPrismClient {
       again ?? (!this.stopped && this.attempts < this.opts.maxRetries && (taken || this.opts.shouldReconnect({ code, reason })));
     const info: CloseInfo = { code, reason, willReconnect };
     this._lastClose = info;
-    this.log?.("close", code, reason, willReconnect ? "(will reconnect)" : "(stays closed)");
+    this.log?.("close", info);
     this.events.emit("close", info);
     if (again !== undefined) return; // reconnect() and close() go on by themselves
     if (willReconnect) this.scheduleReconnect();
