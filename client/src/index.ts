@@ -583,7 +583,7 @@ export class WsPrismClient {
       again ?? (!this.stopped && this.attempts < this.opts.maxRetries && (taken || this.opts.shouldReconnect({ code, reason })));
     const info: CloseInfo = { code, reason, willReconnect };
     this._lastClose = info;
-    this.log?.("close", info);
+    this.log?.("close", code, reason, willReconnect);
     this.events.emit("close", info);
     if (again !== undefined) return; // reconnect() and close() go on by themselves
     if (willReconnect) this.scheduleReconnect();
