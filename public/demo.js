@@ -14,7 +14,8 @@
 //                as a fading path (trail.js);
 //  - resume:     the demo tenant has recovery on (SPEC section 10): after a drop the
 //                SDK reconnects with its position and the chat missed meanwhile is
-//                replayed into the log, then a "recovered N messages" line; a failed
+//                replayed into the log, then a "recovered N messages" line (none when
+//                nothing was missed, e.g. after a gateway restart); a failed
 //                resume shows "resync: <reason>" (the demo keeps no chat history to
 //                refetch, so what was missed then stays missing).
 import { WsPrismClient } from "./sdk/index.js";
@@ -154,7 +155,7 @@ function connect() {
   // the handlers below, so the missed chat lines are already in the log.
   c.on("recovered", mine(({ count }) => {
     resumes.push({ event: "recovered", count });
-    addLine("local", `recovered ${count} message${count === 1 ? "" : "s"}`, null, undefined, "recovered");
+    if (count > 0) addLine("local", `recovered ${count} message${count === 1 ? "" : "s"}`, null, undefined, "recovered");
   }));
   c.on("resync", mine(({ reason }) => {
     resumes.push({ event: "resync", reason });
@@ -358,7 +359,8 @@ function renderPresence() {
     items.push(li);
   }
   el.presence.replaceChildren(...items);
-  el.memberCount.textContent = String(members.length);
+  // Not connected: who is there is unknown, not zero.
+  el.memberCount.textContent = c?.status === "open" ? String(members.length) : "–";
 }
 
 function renderStatus() {
@@ -397,7 +399,7 @@ function addLine(kind, text, user = null, at = undefined, event = undefined) {
   li.dataset.testid = "chat-line";
   li.dataset.kind = kind;
   if (event) li.dataset.event = event;
-  li.className = kind === "msg" ? "" : kind === "error" ? "error" : "system";
+  li.className = kind === "msg" ? "" : kind === "error" || kind === "pending" ? kind : "system";
   const time = document.createElement("time");
   const when = typeof at === "number" ? new Date(at) : new Date();
   time.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
@@ -418,6 +420,7 @@ function addLine(kind, text, user = null, at = undefined, event = undefined) {
   el.log.append(li);
   while (el.log.children.length > MAX_CHAT_LINES) el.log.firstElementChild.remove();
   if (stick) el.log.scrollTop = el.log.scrollHeight;
+  return li;
 }
 
 function renderReadouts() {
@@ -461,9 +464,19 @@ el.chatForm.addEventListener("submit", (ev) => {
   const msg = el.chatInput.value.trim();
   if (!msg || !client) return;
   el.chatInput.value = "";
+  // Shown at once, marked, until the ack: the origin's chat:msg broadcast is the real line.
+  const line = addLine("pending", msg, name);
+  line.querySelector(".text").dataset.mark = client.status === "open" ? "sending…" : "queued: sent on reconnect";
   try {
-    client.send("chat", "send", { msg }, { ack: true }).catch((err) => addLine("error", `not delivered: ${err?.message ?? err}`));
+    client.send("chat", "send", { msg }, { ack: true }).then(
+      () => line.remove(),
+      (err) => {
+        line.remove();
+        addLine("error", `not delivered: ${err?.message ?? err}`);
+      },
+    );
   } catch (err) {
+    line.remove();
     addLine("error", `not sent: ${err?.message ?? err}`);
   }
 });

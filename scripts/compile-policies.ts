@@ -11,6 +11,10 @@
  * Files are written only when their content changes, so `wrangler dev`, which watches
  * the policies and re-runs this, does not rebuild for nothing.
  * Exit status: 0 ok, 1 policy errors (one per line on stderr), 2 bad usage.
+ *
+ * With WSPRISM_ORIGIN_PORT set (npm start -- --origin-port M sets it, for its own
+ * run of this and for wrangler's [build]), the demo's loopback origin URLs
+ * (http://127.0.0.1:8788…) are compiled with that port instead: see start-options.ts.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, relative, resolve, sep } from "node:path";
@@ -18,6 +22,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { compilePolicies, policyJsonSchema, renderModule } from "../src/policy/compile.ts";
 import type { PolicySource } from "../src/policy/compile.ts";
+import { DEFAULT_ORIGIN_PORT, parsePort, rewriteOriginPort } from "./start-options.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const TYPES = resolve(ROOT, "src/policy/types.ts");
@@ -68,6 +73,16 @@ function main(argv: string[]): number {
     return 0;
   }
 
+  const portText = process.env.WSPRISM_ORIGIN_PORT;
+  const originPort = portText === undefined || portText === "" ? DEFAULT_ORIGIN_PORT : parsePort("WSPRISM_ORIGIN_PORT", portText);
+  if (typeof originPort === "string") {
+    process.stderr.write(`policies: ${originPort}\n`);
+    return 2;
+  }
+  if (originPort !== DEFAULT_ORIGIN_PORT) {
+    process.stdout.write(`policies: WSPRISM_ORIGIN_PORT=${originPort}: http://127.0.0.1:${DEFAULT_ORIGIN_PORT} compiled as http://127.0.0.1:${originPort}\n`);
+  }
+
   const dirs = (args.dir ?? [resolve(ROOT, "policies")]).map((d) => resolve(d));
   const out = args.out ? resolve(args.out) : resolve(ROOT, "src/policy/generated.ts");
   const schemaOut = args.schema ? resolve(args.schema) : resolve(ROOT, "policies/policy.schema.json");
@@ -90,7 +105,7 @@ function main(argv: string[]): number {
       }
       if (!name.endsWith(".yaml") || seen.has(file)) continue;
       seen.add(file);
-      sources.push({ name: display(file), text: readFileSync(file, "utf8") });
+      sources.push({ name: display(file), text: rewriteOriginPort(readFileSync(file, "utf8"), originPort) });
     }
   }
   if (errors.length === 0 && sources.length === 0) {

@@ -6,6 +6,9 @@
  *   [origin]   the example origin (examples/origin/server.ts) on http://127.0.0.1:8788,
  *              which the demo tenant's `chat` service posts its webhooks to
  *
+ * Other ports: `npm start -- --port N --origin-port M` (or WSPRISM_PORT /
+ * WSPRISM_ORIGIN_PORT); the demo policy's origin URL follows (start-options.ts).
+ *
  * Both get the same webhook secret and API key. Ctrl-C (or SIGTERM) stops both;
  * if one of them exits, the other is stopped and this exits non-zero.
  *
@@ -21,14 +24,12 @@ import { constants } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { parseStartOptions, START_USAGE } from "./start-options.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const NODE = process.execPath;
 
 const GATEWAY_HOST = "127.0.0.1";
-const GATEWAY_PORT = 8787;
-/** Must match the demo tenant's `chat.url` in policies/default.yaml. */
-const ORIGIN_PORT = 8788;
 
 // LOCAL DEVELOPMENT ONLY: well-known demo values, published in this repository.
 const DEMO_DEFAULTS: Record<string, string> = {
@@ -159,7 +160,19 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 // ---------------------------------------------------------------------------
 
 function main(): void {
-  const build = spawnSync(NODE, ["scripts/compile-policies.ts"], { cwd: ROOT, stdio: "inherit" });
+  const options = parseStartOptions(process.argv.slice(2), process.env);
+  if (!options.ok) {
+    if (options.help) {
+      console.log(START_USAGE);
+      process.exit(0);
+    }
+    console.error(`npm start: ${options.error}\n${START_USAGE}`);
+    process.exit(2);
+  }
+  const { port, originPort } = options;
+  // The policy compiler reads it, here and in wrangler's [build]: the demo's origin URL follows the origin.
+  const portEnv = { WSPRISM_ORIGIN_PORT: String(originPort) };
+  const build = spawnSync(NODE, ["scripts/compile-policies.ts"], { cwd: ROOT, stdio: "inherit", env: { ...process.env, ...portEnv } });
   if (build.status !== 0) {
     say("the policies do not compile; fix policies/*.yaml and run npm start again");
     process.exit(build.status ?? 1);
@@ -179,11 +192,11 @@ function main(): void {
     }
   }
 
-  const gatewayUrl = `http://${GATEWAY_HOST}:${GATEWAY_PORT}`;
+  const gatewayUrl = `http://${GATEWAY_HOST}:${port}`;
   run("origin", 35, ["examples/origin/server.ts"], {
     ...process.env,
     HOST: "127.0.0.1",
-    PORT: String(ORIGIN_PORT),
+    PORT: String(originPort),
     WSPRISM_WEBHOOK_SECRET: secrets.DEMO_WEBHOOK_SECRET,
     WSPRISM_API_KEY: secrets.DEMO_API_KEY,
     WSPRISM_GATEWAY_URL: gatewayUrl,
@@ -192,14 +205,14 @@ function main(): void {
   run(
     "gateway",
     36,
-    [wrangler, "dev", "--ip", GATEWAY_HOST, "--port", String(GATEWAY_PORT), ...cliVars.flatMap((v) => ["--var", v])],
-    { ...process.env, ...(tty ? { FORCE_COLOR: "1" } : {}) },
+    [wrangler, "dev", "--ip", GATEWAY_HOST, "--port", String(port), ...cliVars.flatMap((v) => ["--var", v])],
+    { ...process.env, ...portEnv, ...(tty ? { FORCE_COLOR: "1" } : {}) },
   );
-  void announceWhenReady(gatewayUrl, `http://127.0.0.1:${ORIGIN_PORT}`);
+  void announceWhenReady(gatewayUrl, `http://127.0.0.1:${originPort}`, port);
 }
 
 /** Print how to try it once both answer /healthz. */
-async function announceWhenReady(gateway: string, origin: string): Promise<void> {
+async function announceWhenReady(gateway: string, origin: string, gatewayPort: number): Promise<void> {
   const deadline = Date.now() + 120_000;
   const up = async (url: string) => {
     try {
@@ -212,7 +225,7 @@ async function announceWhenReady(gateway: string, origin: string): Promise<void>
     if ((await up(gateway)) && (await up(origin))) {
       say(`ready: gateway ${gateway}, example origin ${origin}.`);
       say(`  live demo page: ${gateway}/ (open it in two tabs or browsers). Or, in two terminals:`);
-      say(`  npx wscat -c 'ws://127.0.0.1:${GATEWAY_PORT}/v1/ws?tenant=demo&room=lobby&ticket=dev:alice'`);
+      say(`  npx wscat -c 'ws://127.0.0.1:${gatewayPort}/v1/ws?tenant=demo&room=lobby&ticket=dev:alice'`);
       say(`  then send {"v":1,"svc":"chat","type":"send","flags":4,"seq":1,"data":{"msg":"hi"}}`);
       say("  docs/origins.md explains the webhooks; Ctrl-C stops both.");
       return;

@@ -272,9 +272,16 @@ export class WsPrismClient {
     return this.events.on(event, fn);
   }
 
-  /** Ext messages by svc and type (`"*"`: every type of the svc). `sys` messages are delivered too. */
-  onMessage<T = any>(svc: string, type: string, fn: MessageHandler<T>): () => void {
-    return addHandler(this.messageHandlers, `${svc}:${type}`, fn as MessageHandler);
+  /**
+   * Ext messages by svc and type; `"*"` as either is a wildcard (`onMessage("*", fn)`: every
+   * message). `sys` messages are delivered too.
+   */
+  onMessage<T = any>(svc: string, fn: MessageHandler<T>): () => void;
+  onMessage<T = any>(svc: string, type: string, fn: MessageHandler<T>): () => void;
+  onMessage(svc: string, type: string | MessageHandler, fn?: MessageHandler): () => void {
+    if (typeof type === "function") [type, fn] = ["*", type];
+    if (typeof fn !== "function") throw new TypeError("fn is required");
+    return addHandler(this.messageHandlers, `${svc}:${type}`, fn);
   }
 
   /** Hot frames by svc_id and opcode (`"*"`: every opcode): relay/echo frames and each frame of a state batch. */
@@ -576,7 +583,7 @@ export class WsPrismClient {
       again ?? (!this.stopped && this.attempts < this.opts.maxRetries && (taken || this.opts.shouldReconnect({ code, reason })));
     const info: CloseInfo = { code, reason, willReconnect };
     this._lastClose = info;
-    this.log?.("close", code, reason, willReconnect ? "(will reconnect)" : "(stays closed)");
+    this.log?.("close", code, reason, willReconnect);
     this.events.emit("close", info);
     if (again !== undefined) return; // reconnect() and close() go on by themselves
     if (willReconnect) this.scheduleReconnect();
@@ -751,7 +758,7 @@ export class WsPrismClient {
           break;
       }
     }
-    for (const key of [`${env.svc}:${env.type}`, `${env.svc}:*`]) {
+    for (const key of [`${env.svc}:${env.type}`, `${env.svc}:*`, `*:${env.type}`, "*:*"]) {
       const set = this.messageHandlers.get(key);
       if (set) for (const fn of [...set]) safeCall(fn, env.data, env);
     }

@@ -31,6 +31,8 @@ export interface AuthedInfo {
   sid: string;
   room: string;
   slot: number;
+  /** When the session's ticket expires (unix seconds): the JWT's `exp` or the origin auth answer's; null when unknown. Absent on older gateways. */
+  exp?: number | null;
   /** The room's log position at connect (SPEC section 10); absent on gateways without it. */
   epoch?: string;
   off?: number;

@@ -12,7 +12,8 @@
  * A refused admission writes nothing. An admission the upgrade then failed is
  * undone exactly (`undo`), restoring whatever it replaced or evicted.
  *
- * Rows are absolute state with leases, never counters:
+ * Rows are absolute state with leases (the tenant caps read running counts of
+ * them, kept by triggers: see `counters`):
  *  - `admit` (from the Worker, before the upgrade) records a row with a short
  *    pending lease and the upgrade's connection id (`cid`);
  *  - rooms `renew` the full list of their sockets every RENEW_MS (a confirmed row
@@ -67,6 +68,37 @@ export class DirectoryObject extends DurableObject<Env> {
     this.sql.exec("CREATE INDEX IF NOT EXISTS sockets_user ON sockets (user)");
     this.sql.exec("CREATE INDEX IF NOT EXISTS sockets_room ON sockets (room)");
     this.sql.exec("CREATE INDEX IF NOT EXISTS sockets_lease ON sockets (lease)");
+    this.counters();
+  }
+
+  /**
+   * Running counts of the rows, for the tenant caps: sockets per room and the
+   * tenant's totals, kept by triggers on every insert and delete of a row (so
+   * admit, undo, renew, release and sweeps all keep them exact, and they live in
+   * storage across wakes). Rows are written with upserts, never INSERT OR REPLACE,
+   * whose implicit delete would not fire the delete trigger. A directory from
+   * before the counters seeds them once from its rows.
+   */
+  private counters(): void {
+    this.sql.exec("CREATE TABLE IF NOT EXISTS room_counts (room TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID");
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS tenant_counts (
+      k INTEGER PRIMARY KEY CHECK (k = 0), sockets INTEGER NOT NULL, rooms INTEGER NOT NULL)`);
+    this.sql.exec(`CREATE TRIGGER IF NOT EXISTS rooms_up AFTER INSERT ON room_counts BEGIN
+      UPDATE tenant_counts SET rooms = rooms + 1; END`);
+    this.sql.exec(`CREATE TRIGGER IF NOT EXISTS rooms_down AFTER DELETE ON room_counts BEGIN
+      UPDATE tenant_counts SET rooms = rooms - 1; END`);
+    if (this.sql.exec("SELECT k FROM tenant_counts").toArray().length === 0) {
+      this.sql.exec("DELETE FROM room_counts");
+      this.sql.exec("INSERT INTO tenant_counts (k, sockets, rooms) VALUES (0, (SELECT COUNT(*) FROM sockets), 0)");
+      this.sql.exec("INSERT INTO room_counts (room, n) SELECT room, COUNT(*) FROM sockets GROUP BY room");
+    }
+    this.sql.exec(`CREATE TRIGGER IF NOT EXISTS sockets_up AFTER INSERT ON sockets BEGIN
+      INSERT INTO room_counts (room, n) VALUES (NEW.room, 1) ON CONFLICT (room) DO UPDATE SET n = n + 1;
+      UPDATE tenant_counts SET sockets = sockets + 1; END`);
+    this.sql.exec(`CREATE TRIGGER IF NOT EXISTS sockets_down AFTER DELETE ON sockets BEGIN
+      UPDATE room_counts SET n = n - 1 WHERE room = OLD.room;
+      DELETE FROM room_counts WHERE room = OLD.room AND n <= 0;
+      UPDATE tenant_counts SET sockets = sockets - 1; END`);
   }
 
   /**
@@ -88,7 +120,7 @@ export class DirectoryObject extends DurableObject<Env> {
 
   /**
    * The rows the decision needs are read by index: the sid's and the user's
-   * (expired ones ignored), and, only when a tenant cap is set, counts over the tenant.
+   * (expired ones ignored), and, only when a tenant cap is set, the tenant's counters.
    */
   private admitOne(req: AdmitRequest, now: number): AdmitResult {
     const rows = this.sql.exec<Row>("SELECT * FROM sockets WHERE sid = ? AND lease >= ?", req.sid, now).toArray();
@@ -117,8 +149,8 @@ export class DirectoryObject extends DurableObject<Env> {
   async undo(admitted: Extract<AdmitResult, { ok: true }>): Promise<void> {
     const { row, replaced, evicted } = admitted;
     this.sql.exec("DELETE FROM sockets WHERE sid = ? AND room = ? AND cid = ?", row.sid, row.room, row.cid);
-    if (replaced) this.put(replaced, "OR IGNORE");
-    for (const v of evicted) this.put(v, "OR IGNORE");
+    if (replaced) this.put(replaced, true);
+    for (const v of evicted) this.put(v, true);
   }
 
   /**
@@ -181,19 +213,34 @@ export class DirectoryObject extends DurableObject<Env> {
       .map(({ sid, room, user, since }) => ({ sid, room, user, since }));
   }
 
-  /** Counts over the whole tenant's live rows: scans, paid only by tenants that set a cap. */
+  /**
+   * The tenant's live sockets and rooms, from the counters: expired rows are
+   * deleted first (by the lease index, so only they are read), which makes the
+   * counters count exactly the rows every read treats as live.
+   */
   private tenantView(now: number): TenantView {
-    const count = (q: string, ...args: SqlStorageValue[]) => this.sql.exec<{ n: number }>(q, ...args).one().n;
+    this.sql.exec("DELETE FROM sockets WHERE lease < ?", now);
+    const t = this.sql.exec<{ sockets: number; rooms: number }>("SELECT sockets, rooms FROM tenant_counts WHERE k = 0").one();
     return {
-      sockets: count("SELECT COUNT(*) AS n FROM sockets WHERE lease >= ?", now),
-      rooms: count("SELECT COUNT(DISTINCT room) AS n FROM sockets WHERE lease >= ?", now),
-      roomSockets: (room) => count("SELECT COUNT(*) AS n FROM sockets WHERE room = ? AND lease >= ?", room, now),
+      sockets: t.sockets,
+      rooms: t.rooms,
+      roomSockets: (room) => this.sql.exec<{ n: number }>("SELECT n FROM room_counts WHERE room = ?", room).toArray()[0]?.n ?? 0,
     };
   }
 
-  private put(r: SocketRow, conflict: "OR REPLACE" | "OR IGNORE" = "OR REPLACE"): void {
+  /** The tenant's live sockets and rooms as the caps see them, for tests and operators. */
+  async counts(now = Date.now()): Promise<{ sockets: number; rooms: number }> {
+    const { sockets, rooms } = this.tenantView(now);
+    return { sockets, rooms };
+  }
+
+  /** Write a row: replace the (sid, room) one in place, or (`keep`) leave an existing one alone. */
+  private put(r: SocketRow, keep = false): void {
+    const onConflict = keep
+      ? "DO NOTHING"
+      : "DO UPDATE SET user = excluded.user, cid = excluded.cid, since = excluded.since, lease = excluded.lease, confirmed = excluded.confirmed";
     this.sql.exec(
-      `INSERT ${conflict} INTO sockets (sid, room, user, cid, since, lease, confirmed) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO sockets (sid, room, user, cid, since, lease, confirmed) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid, room) ${onConflict}`,
       r.sid,
       r.room,
       r.user,

@@ -13,6 +13,8 @@
  * profile at 48,000 events/s.
  */
 
+import { USER_AGENT } from "../version.ts";
+
 const encoder = new TextEncoder();
 const keyCache = new Map<string, Promise<CryptoKey>>();
 const MAX_CACHED_KEYS = 64;
@@ -50,7 +52,11 @@ export async function signWebhook(secret: string, id: string, timestampSec: numb
   return `v1,${toBase64(mac)}`;
 }
 
-/** The three Standard Webhooks headers plus the JSON content type. */
+/**
+ * The three Standard Webhooks headers plus the JSON content type and the
+ * gateway's User-Agent (webhooks and auth calls alike). Each attempt calls this
+ * afresh, so each carries the second it was sent in (docs/origins.md, retries).
+ */
 export async function webhookHeaders(
   secret: string,
   id: string,
@@ -60,6 +66,7 @@ export async function webhookHeaders(
   const ts = Math.floor(nowMs / 1000);
   return {
     "content-type": "application/json",
+    "user-agent": USER_AGENT,
     "webhook-id": id,
     "webhook-timestamp": String(ts),
     "webhook-signature": await signWebhook(secret, id, ts, body),

@@ -174,7 +174,7 @@ export class RoomObject extends DurableObject<Env> {
     this.ctx.acceptWebSocket(server); // no tags: the room finds sockets by its own index (members.ts)
     this.members.add(server, att);
     void this.metrics.sessionsChanged();
-    const authed = { tenant: t.id, user: req.user, sid: req.sid, room: req.room, slot, ...joined.fields };
+    const authed = { tenant: t.id, user: req.user, sid: req.sid, room: req.room, slot, exp: req.exp, ...joined.fields };
     safeSend(server, sysFrame("authed", authed, req.trace));
     joined.replay((f) => safeSend(server, f));
     // The newcomer learns who is already there, then the others learn of it (not of a ghost back within its grace).

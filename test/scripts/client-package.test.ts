@@ -4,7 +4,7 @@
  * tarball that installs on its own, imports in Node and type-checks in a
  * TypeScript project, as client/README.md's first lines say.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -47,15 +47,27 @@ describe("@wsprism/client package", () => {
     expect(code).not.toMatch(/from\s*["']/); // dependency-free: nothing left to import
   });
 
-  it("declares what an installer needs: exports with types, files, a license, a version, a build on prepare", () => {
+  it("declares what an installer needs: exports with types, files, a license, a version, a build on prepack (not prepare)", () => {
     const pkg = JSON.parse(readFileSync(join(CLIENT, "package.json"), "utf8"));
     expect(pkg.name).toBe("@wsprism/client");
     expect(pkg.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(pkg.license).toBe("MIT");
     expect(pkg.exports["."]).toMatchObject({ types: "./dist/index.d.ts", import: "./dist/index.js" });
     expect(pkg.files).toEqual(expect.arrayContaining(["dist", "README.md", "LICENSE"]));
-    expect(pkg.scripts.prepare).toBeDefined();
+    // prepack builds dist/ for `npm pack`; a prepare script would also ship in the
+    // tarball's package.json and make installers warn about an unapproved install script.
+    expect(pkg.scripts.prepack).toBeDefined();
+    expect(pkg.scripts.prepare).toBeUndefined();
     expect(pkg.dependencies ?? {}).toEqual({});
+  });
+
+  it("states the TypeScript range its declarations need (Uint8Array<ArrayBuffer>: 5.7+), in package.json and the README", () => {
+    const pkg = JSON.parse(readFileSync(join(CLIENT, "package.json"), "utf8"));
+    // An optional peer: JavaScript users install nothing, TypeScript users see the range.
+    expect(pkg.peerDependencies).toEqual({ typescript: ">=5.7" });
+    expect(pkg.peerDependenciesMeta).toEqual({ typescript: { optional: true } });
+    const readme = readFileSync(join(CLIENT, "README.md"), "utf8");
+    expect(readme.slice(0, readme.indexOf("## "))).toMatch(/TypeScript 5\.7 or later/);
   });
 
   it("npm pack gives a tarball that installs alone, imports in Node 22 and type-checks", () => {
@@ -68,7 +80,10 @@ describe("@wsprism/client package", () => {
 
     const app = temp("wsprism-app-");
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
-    execFileSync("npm", ["install", "--offline", join(packDir, packed[0].filename)], { cwd: app, env: npmEnv, stdio: "pipe" });
+    const installed = spawnSync("npm", ["install", "--offline", join(packDir, packed[0].filename)], { cwd: app, env: npmEnv, encoding: "utf8" });
+    expect(installed.status).toBe(0);
+    // No warning about the package's scripts (issue 19: "installing the packed SDK warns about its prepare script").
+    expect(installed.stderr).not.toMatch(/install-scripts|prepare/);
 
     writeFileSync(
       join(app, "main.mjs"),

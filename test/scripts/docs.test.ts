@@ -43,6 +43,7 @@ import {
   links,
   schemaEnums,
   schemaKeys,
+  unlinkedSpecSections,
 } from "./lib/markdown.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -126,6 +127,10 @@ describe("docs", () => {
     expect(problems).toEqual([]);
   });
 
+  it('every "SPEC section N" links to section N of docs/protocol.md (the SPEC itself is not published)', () => {
+    expect(DOCS.flatMap((file) => unlinkedSpecSections(file, read(file)))).toEqual([]);
+  });
+
   it("no tracked Markdown file is over 512 KiB", () => {
     const git = spawnSync("git", ["ls-files", "-z", "--", "*.md"], { cwd: ROOT, encoding: "utf8" });
     expect(git.status, git.stderr).toBe(0);
@@ -176,6 +181,17 @@ describe("the docs checkers catch what they should", () => {
       "docs/a.md:1: c.md: docs/c.md does not exist",
       'docs/a.md:1: b.md#no-such: no heading or <a id> "no-such" in docs/b.md',
     ]);
+  });
+
+  it('reports a "SPEC section N" that is not a link to section N of docs/protocol.md', () => {
+    const md = [
+      "[SPEC section 10](protocol.md#10-resume-and-recovery) ok, [SPEC section 2](../docs/protocol.md#2-connecting) ok,",
+      "SPEC section 4 bare, [SPEC section 5](protocol.md#4-ext-lane) wrong section, [SPEC section 6](origins.md#6-x) wrong file,",
+      "`SPEC section 7` in code is fine",
+    ].join("\n");
+    expect(unlinkedSpecSections("docs/a.md", md)).toEqual(["docs/a.md:2: SPEC section 4", "docs/a.md:2: SPEC section 5", "docs/a.md:2: SPEC section 6"]);
+    expect(unlinkedSpecSections("client/README.md", "[SPEC section 2](../docs/protocol.md#2-connecting)")).toEqual([]);
+    expect(unlinkedSpecSections("README.md", "see SPEC\nsection 3")).toEqual(["README.md:1: SPEC section 3"]);
   });
 
   it("reports an oversized Markdown file", () => {

@@ -207,3 +207,34 @@ export function inCodeSpan(spans: readonly string[], value: string): boolean {
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+/**
+ * Mentions of "SPEC section N" in prose that are not the text of a link to
+ * section N of docs/protocol.md (the repository's copy of the contract: the
+ * SPEC itself is not published). `file` is relative to the repository root.
+ */
+export function unlinkedSpecSections(file: string, md: string): string[] {
+  const text = withoutCodeSpans(prose(md));
+  const spans: Array<{ start: number; end: number; target: string }> = [];
+  for (const m of text.matchAll(/\[([^\]]*)\]\(\s*<?([^)\s>]+)>?\s*\)/g)) spans.push({ start: m.index, end: m.index + m[0].length, target: m[2]! });
+  const here = file.split("/").slice(0, -1);
+  const resolveFrom = (target: string): string => {
+    const path = target.split("#")[0]!;
+    if (path === "") return file;
+    const parts = [...here];
+    for (const seg of path.split("/")) {
+      if (seg === "..") parts.pop();
+      else if (seg !== "." && seg !== "") parts.push(seg);
+    }
+    return parts.join("/");
+  };
+  const out: string[] = [];
+  for (const m of text.matchAll(/SPEC\s+section\s+(\d+)/g)) {
+    const n = m[1]!;
+    const link = spans.find((l) => l.start < m.index && m.index < l.end);
+    const ok = link && resolveFrom(link.target) === "docs/protocol.md" && (link.target.split("#")[1] ?? "").startsWith(`${n}-`);
+    if (!ok) out.push(`${file}:${text.slice(0, m.index).split("\n").length}: SPEC section ${n}`);
+  }
+  return out;
+}
+
