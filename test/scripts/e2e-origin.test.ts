@@ -8,12 +8,16 @@
  * The demo tenant's chat posts to 127.0.0.1:8788 (policies/default.yaml), so the
  * origin takes that port: stop `npm start` before running the tests.
  */
+import { execFile } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, killGroup, portFree, stopGroup, waitHealthy, type Proc } from "../../bench/lib/proc.ts";
+import { promisify } from "node:util";
 import { ORIGIN_PORT, startGateway, startOrigin } from "./lib/demo-stack.ts";
+
+const run = promisify(execFile);
 
 /** Event ids of message events the origin processed (redeliveries are logged as such, not processed). */
 function processedMessageIds(lines: string[]): string[] {
@@ -94,4 +98,14 @@ describe("end to end: gateway + example origin as processes", () => {
     const msgs = inbox.filter((m) => m.svc === "chat" && m.type === "msg").map((m) => m.data.msg);
     expect(msgs).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((s) => `message ${s}`));
   }, 90_000);
+
+  it("examples/two-clients.mjs runs against the stack as the README says: chat through the origin, relay, echo, coalesced batches", async () => {
+    const { stdout } = await run(process.execPath, ["examples/two-clients.mjs", `ws://${base}`], { timeout: 30_000 });
+    expect(stdout).toMatch(/bob got \{[\s\S]*svc: 'chat',[\s\S]*type: 'msg'/);
+    expect(stdout).toMatch(/alice got \{[\s\S]*type: 'delivered'/);
+    expect(stdout).toMatch(/alice got \{[\s\S]*type: 'ack'/);
+    expect(stdout).toContain("alice got hot frame");
+    expect(stdout).toContain("alice got echo");
+    expect(stdout).toContain("(20/20)");
+  }, 40_000);
 });
