@@ -180,6 +180,7 @@ async function connect(m: Model, user: string, sid: string, wantsResume: boolean
     res.webSocket!.accept();
     const client = new TestClient(res.webSocket!, res);
     client.authed = await client.nextOf("sys", "authed");
+    await client.pingAtOpen(); // as clients do (SPEC v1.2): the session arrives, and is announced
     m.epoch ??= client.authed.data.epoch;
     if (old?.live) m.expectClosed.push({ client: old.conns.at(-1)!.client, code: 4004 });
     if (old && resume) {
