@@ -7,7 +7,7 @@
  * 426, 429 and 503 stay plain HTTP (cheap in a storm, and worth retrying).
  *
  * v1.2: the socket ends within 5 s even if the client never answers the close.
- * A socket the Worker accepted holds its request (and about 275 KB of workerd
+ * A socket the Worker accepted holds its request (and 200 KB or more of workerd
  * memory) until the client's answering close arrives, and workerd has no close
  * timeout and no way to drop one socket: a second close() is a no-op. So the
  * request waits REFUSAL_LINGER_MS for the answer and then aborts itself
@@ -22,7 +22,7 @@ import { SUBPROTOCOL } from "./subprotocol.ts";
 const ON_SOCKET = new Set([400, 401, 403, 409]);
 
 /** How long a refusal socket waits for the client's answering close (SPEC v1.2: ended within 5 s). */
-export const REFUSAL_LINGER_MS = 4_000;
+export const REFUSAL_LINGER_MS = 3_000;
 
 /** The request's context: `abort` is workerd's ExecutionContext.abort (Hono's type does not list it). */
 type RequestCtx = { waitUntil(p: Promise<unknown>): void; abort?(reason?: unknown): void };
