@@ -651,13 +651,15 @@ export class WsPrismClient {
   }
 
   /**
-   * A `ping` as soon as the socket opens, with or without the heartbeat. workerd
+   * A `ping` as soon as the socket opens, with or without the heartbeat (SPEC v1.2:
+   * a socket with no frame within 10 s of `authed` never arrived and is closed, and
+   * the room announces a session at its first frame). Also: workerd
    * does not end the TCP connection of a hibernatable socket that the gateway
    * closed (kick, idle timeout, …) when the client's first frame ever is its
    * answering close: the close event would come only when the room object
-   * hibernates, 10 s or more later. After any frame the close is prompt. The
-   * runtime answers `ping` without waking the room (docs/operations.md,
-   * Liveness, "Closes"). With the heartbeat on it is the first heartbeat.
+   * hibernates, 10 s or more later. After any frame the close is prompt
+   * (docs/operations.md, Liveness, "Closes"). With the heartbeat on it is the
+   * first heartbeat.
    */
   private firstFrame(ws: WebSocketLike): void {
     if (this.opts.heartbeatMs > 0) {

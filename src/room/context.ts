@@ -5,6 +5,7 @@
  */
 import type { Counters } from "../observability/metrics.ts";
 import type { ErrorCode } from "../protocol/codes.ts";
+import type { Arrivals } from "./arrival.ts";
 import type { Address } from "./history.ts";
 import type { Attachment, Members } from "./members.ts";
 
@@ -12,6 +13,8 @@ export interface RoomApi {
   readonly roomState: DurableObjectState;
   readonly members: Members;
   readonly counters: Counters;
+  /** Sessions waiting for their first frame (SPEC v1.2). */
+  readonly arrivals: Pick<Arrivals, "overdue">;
   readonly alarms: { schedule(name: string, at: number): void; scheduleBy(name: string, at: number): void; clear(name: string): void };
   /** `sys.error` to one socket. */
   sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void;

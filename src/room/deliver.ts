@@ -65,9 +65,11 @@ export interface PresenceEntry {
 /** A ghost still listed in presence (SPEC section 10: listed until its `leave`). */
 export type ListedGhost = { user: string; sid: string; slot: number; since: number };
 
-/** The room's presence: its live members and the ghosts whose departure is not announced yet. */
+/** The room's presence: its arrived members and the ghosts whose departure is not announced yet. */
 export function presence(room: RoomApi, ghosts: readonly ListedGhost[] = []): PresenceEntry[] {
-  const out = [...room.members.all().values()].map((a) => ({ user: a.user, sid: a.sid, slot: a.slot, since: a.since }));
+  // Not a session that has yet to arrive (its first frame: arrival.ts).
+  const arrived = [...room.members.all().values()].filter((a) => a.wait !== "join");
+  const out = arrived.map((a) => ({ user: a.user, sid: a.sid, slot: a.slot, since: a.since }));
   const live = new Set(out.map((e) => e.sid));
   for (const g of ghosts) if (!live.has(g.sid)) out.push({ user: g.user, sid: g.sid, slot: g.slot, since: g.since });
   return out.sort((x, y) => x.slot - y.slot);

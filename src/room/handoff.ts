@@ -3,6 +3,7 @@
  * Origin, governance): the identity, in one header only the Worker can set
  * (room objects are not reachable from outside).
  */
+import type { RoomMeta } from "../origin/bridge.ts";
 import type { Attachment } from "./members.ts";
 import type { Bucket } from "./ratelimit.ts";
 
@@ -38,4 +39,27 @@ export function parseResume(raw: string | null): { epoch: string; off: number } 
 export function metaFromName(name: string | undefined): { tenant: string; room: string } | undefined {
   const i = name ? name.indexOf("/") : -1;
   return i > 0 ? { tenant: name!.slice(0, i), room: name!.slice(i + 1) } : undefined;
+}
+
+const META_KEY = "meta";
+
+/** A room object's tenant and room: from its name (`<tenant>/<room>`) where the runtime gives it, else from storage. */
+export class RoomMetaStore {
+  private readonly ctx: DurableObjectState;
+  private cache: RoomMeta | undefined;
+
+  constructor(ctx: DurableObjectState) {
+    this.ctx = ctx;
+  }
+
+  get(): RoomMeta | undefined {
+    return (this.cache ??= metaFromName(this.ctx.id.name) ?? this.ctx.storage.kv.get<RoomMeta>(META_KEY));
+  }
+
+  /** Only for objects whose id carries no name (storage is then the only way back after a wake). */
+  remember(tenant: string, room: string): void {
+    if (this.get()) return;
+    this.cache = { tenant, room };
+    this.ctx.storage.kv.put(META_KEY, this.cache);
+  }
 }

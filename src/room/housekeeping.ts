@@ -5,6 +5,8 @@
  *    `gateway.idle_timeout_ms` is closed 4002. Heartbeats are answered by the
  *    runtime's auto-response without waking the object; their time is read here
  *    with `getWebSocketAutoResponseTimestamp`.
+ *  - arrival (SPEC v1.2, arrival.ts): a socket with no frame within 10 s of
+ *    `authed` never arrived: closed 4002, its session ends unannounced.
  *  - JWT expiry: at `exp` the session gets `sys.error AUTH_EXPIRED` and close 4001
  *    (unless a `sys:refresh` moved `exp` first).
  *  - leases: every RENEW_MS the room renews its sessions (and its ghosts, which
@@ -14,6 +16,7 @@ import type { RoomApi } from "./context.ts";
 import { RENEW_MS } from "../governance/directory.ts";
 import { gateway } from "../policy/index.ts";
 import { CLOSE } from "../protocol/codes.ts";
+import { arrivalDue } from "./arrival.ts";
 import type { Attachment } from "./members.ts";
 
 export const HOUSEKEEPING_ALARM = "housekeeping";
@@ -29,7 +32,7 @@ export function lastActive(ctx: DurableObjectState, ws: WebSocket, att: Attachme
 function dueFor(ctx: DurableObjectState, ws: WebSocket, att: Attachment): number {
   let due = lastActive(ctx, ws, att) + gateway.idle_timeout_ms;
   if (att.exp !== null) due = Math.min(due, att.exp * 1000);
-  return due;
+  return Math.min(due, arrivalDue(att));
 }
 
 /** Make sure the alarm covers a member (on join, on refresh). */
@@ -39,7 +42,9 @@ export function scheduleFor(host: RoomApi, ws: WebSocket, att: Attachment, now =
 
 export async function runHousekeeping(host: RoomApi, now = Date.now()): Promise<void> {
   for (const [ws, att] of [...host.members.all()]) {
-    if (att.exp !== null && att.exp * 1000 <= now) {
+    if (host.arrivals.overdue(ws, att, now)) {
+      host.closeMember(ws, CLOSE.IDLE_TIMEOUT, "no frame since authed");
+    } else if (att.exp !== null && att.exp * 1000 <= now) {
       host.sendError(ws, att, "AUTH_EXPIRED", "ticket expired; send sys:refresh before exp");
       host.closeMember(ws, CLOSE.AUTH_EXPIRED, "auth expired");
     } else if (now - lastActive(host.roomState, ws, att) >= gateway.idle_timeout_ms) {

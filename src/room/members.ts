@@ -31,6 +31,11 @@ export interface Attachment {
   cid?: string;
   /** With recovery: the highest ACK_REQUESTED seq the room accepted from this session. */
   ls?: number;
+  /**
+   * No frame yet (SPEC v1.2, arrival.ts): "join" while its arrival is still to be
+   * announced (it is in no presence view), "life" for a resume of an announced session.
+   */
+  wait?: "join" | "life";
 }
 
 export const MAX_SLOT = 0xffff;

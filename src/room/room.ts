@@ -28,12 +28,12 @@ import { inbound } from "./inbound.ts";
 import type { Address } from "./history.ts";
 import { departed, GHOSTS_ALARM, Recovery } from "./recovery.ts";
 import { Announcer } from "./announce.ts";
+import { Arrivals } from "./arrival.ts";
 import { closeAnswer, Members, safeClose, safeSend, type Attachment } from "./members.ts";
 import { RateStore } from "./ratelimit.ts";
 import type { Session, Verdict } from "./verdict.ts";
-import { attachmentFor, CONNECT_HEADER, metaFromName, type ConnectRequest } from "./handoff.ts";
+import { attachmentFor, CONNECT_HEADER, RoomMetaStore, type ConnectRequest } from "./handoff.ts";
 
-const META_KEY = "meta";
 const RETRY_AFTER_FULL_S = 5;
 
 export class RoomObject extends DurableObject<Env> {
@@ -45,10 +45,11 @@ export class RoomObject extends DurableObject<Env> {
   readonly state: StateTable;
   readonly recovery: Recovery;
   private readonly announce: Announcer;
+  readonly arrivals: Arrivals;
   private readonly rates: RateStore;
   /** Batches coalesced relays while the room is busy (hot `relay` with `coalesce: true`). */
   readonly coalescer: Coalescer;
-  private metaCache: RoomMeta | undefined;
+  private readonly roomMeta = new RoomMetaStore(this.ctx);
 
   /** With recovery: the log's position, for `sys.joined` (one function per instance, not one per frame). */
   private readonly position = () => (getTenant(this.meta()?.tenant ?? "")?.recovery.enabled ? this.recovery.history.position() : undefined);
@@ -72,7 +73,7 @@ export class RoomObject extends DurableObject<Env> {
     this.announce = new Announcer(this.members, this.bridge, this.counters);
     this.rates = new RateStore(ctx.storage, this.members);
     this.state = new StateTable(ctx.storage, (err) => this.failed("state.save_failed", undefined, err));
-    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+    this.arrivals = new Arrivals(ctx, this.members, this.announce); // sets the runtime's answer to `ping`
     // After a replaced instance: sessions whose sockets vanished with it become ghosts (SPEC section 10).
     const live = () => new Set([...this.members.all().values()].map((a) => a.sid));
     this.guard("room.reconcile_failed", () => void this.recovery.reconcile(getTenant(this.meta()?.tenant ?? ""), live, Date.now()));
@@ -159,6 +160,8 @@ export class RoomObject extends DurableObject<Env> {
     if (kept.ended?.announced === 0) this.announce.departed(t, { ...departed(kept.ended), room: req.room }, null);
     // With recovery, a resume that replaces its session's socket continues the session: no presence flap.
     const continued = t.recovery.enabled && place.replaces !== undefined && req.resume != null;
+    // Announced at its first frame (arrival.ts): a new session, or one whose first socket had not arrived yet.
+    const announce = (!kept.unannounced && !continued) || (continued && this.members.get(place.replaces!)?.wait === "join");
     if (place.replaces) {
       safeSend(place.replaces, sysFrame("kicked", { reason: "session replaced" }));
       // The new connection keeps the sid's place in the directories: do not release it.
@@ -170,16 +173,15 @@ export class RoomObject extends DurableObject<Env> {
     const joined = this.recovery.join(t, req, slot, place.replaces !== undefined || kept.unannounced, now, (cid) => this.bridge.outbox.highestSeq(cid));
     const att = attachmentFor(req, slot, this.rates.resumed(t, req.sid, req.user, now), now);
     if (t.recovery.enabled) Object.assign(att, { cid: joined.cid, ls: joined.lastSeq });
-    this.rememberMeta(t.id, req.room);
+    this.roomMeta.remember(t.id, req.room);
     this.ctx.acceptWebSocket(server); // no tags: the room finds sockets by its own index (members.ts)
-    this.members.add(server, att);
+    this.arrivals.add(server, att, announce); // a member that waits for its first frame
     void this.metrics.sessionsChanged();
     const authed = { tenant: t.id, user: req.user, sid: req.sid, room: req.room, slot, exp: req.exp, ...joined.fields };
     safeSend(server, sysFrame("authed", authed, req.trace));
     joined.replay((f) => safeSend(server, f));
-    // The newcomer learns who is already there, then the others learn of it (not of a ghost back within its grace).
+    // The newcomer learns who is already there; the others learn of it at its first frame (arrival.ts).
     if (t.presence) safeSend(server, sysFrame("presence", presenceSync(this, server, this.recovery.listed(t))));
-    if (!kept.unannounced && !continued) this.announce.arrived(t, att, server);
     this.state.joined(server, t, () => this.members.all());
     scheduleFor(this, server, att, now);
     this.counters.inc("wsprism_ws_upgrades_total", { tenant: t.id, status: "101" });
@@ -202,6 +204,7 @@ export class RoomObject extends DurableObject<Env> {
         return;
       }
       const now = Date.now();
+      if (this.arrivals.frame(ws, att, message, now)) return; // its first frame announces it; a `ping` is answered
       const shared = t.policy.rate_limit_scope === "tenant";
       const verdict = inbound(s, t, message, shared ? this.rates.shared(t, now) : att.rl, now);
       this.rates.save(s, shared, now);
@@ -321,7 +324,7 @@ export class RoomObject extends DurableObject<Env> {
 
   /** Tenant and room: from the object's name (`<tenant>/<room>`) where the runtime gives it, else from storage. */
   meta(): RoomMeta | undefined {
-    return (this.metaCache ??= metaFromName(this.ctx.id.name) ?? this.ctx.storage.kv.get<RoomMeta>(META_KEY));
+    return this.roomMeta.get();
   }
 
   sendError(ws: WebSocket, att: Attachment, code: ErrorCode, msg: string, seq?: number): void {
@@ -358,13 +361,6 @@ export class RoomObject extends DurableObject<Env> {
     }
   }
 
-  /** Only for objects whose id carries no name (storage is then the only way back after a wake). */
-  private rememberMeta(tenant: string, room: string): void {
-    if (this.meta()) return;
-    this.metaCache = { tenant, room };
-    this.ctx.storage.kv.put(META_KEY, this.metaCache);
-  }
-
   holdsGhosts(): boolean { return this.recovery.withGhosts(getTenant(this.meta()?.tenant ?? ""), [], Date.now()).length > 0; } // prettier-ignore
 
   /**
@@ -376,16 +372,18 @@ export class RoomObject extends DurableObject<Env> {
     const att = this.members.remove(ws);
     if (!att) return;
     const step = (event: string, fn: () => void) => this.guard(event, fn, att);
+    step("ws.leave_arrival_failed", () => this.arrivals.left(ws));
+    const arrived = att.wait !== "join"; // else nothing about it was announced: nothing is now, and it leaves no ghost
     const t = getTenant(att.tenant);
     // A ghost (an abnormal drop with recovery on) keeps its session and its sid; its departure is announced when its grace ends.
     let kept = "ended" as "ghost" | "announce" | "ended";
     if (t && by !== "continued" && !this.members.bySid(att.sid)) {
-      step("ws.leave_recovery_failed", () => (kept = this.recovery.left(t, att.sid, code, by === "gateway", Date.now())));
+      step("ws.leave_recovery_failed", () => (kept = this.recovery.left(t, att.sid, code, by === "gateway" || !arrived, Date.now())));
     }
     if (t) step("ws.leave_rate_failed", () => this.rates.left(t, att, Date.now()));
     step("ws.leave_metrics_failed", () => this.ctx.waitUntil(this.metrics.sessionsChanged()));
     if (release && kept === "ended") step("ws.leave_release_failed", () => this.ctx.waitUntil(releaseSession(this.env, att)));
-    if (t && kept !== "ghost" && by !== "continued") step("ws.leave_announce_failed", () => this.announce.departed(t, att, ws));
+    if (t && arrived && kept !== "ghost" && by !== "continued") step("ws.leave_announce_failed", () => this.announce.departed(t, att, ws));
     step("ws.leave_state_failed", () => this.state.left(ws, att.slot));
     const { trace: trace_id, tenant, room, sid, user } = att;
     log("info", "ws.close", { trace_id, tenant, room, sid, user, code, reason: reason.slice(0, 120), by, duration_ms: Date.now() - att.since });

@@ -41,7 +41,7 @@ export async function connect(c: Ctx): Promise<Response> {
   const offered = protocols.includes(SUBPROTOCOL);
   // From here on, a permanent refusal reaches a client that offered wsprism.v1 on a socket.
   const res = await checkAndRoute(c, req, protocols, offered);
-  return res.status === 101 ? res : deliverRefusal(res, offered);
+  return res.status === 101 ? res : deliverRefusal(res, offered, c.executionCtx);
 }
 
 async function checkAndRoute(c: Ctx, req: Request, protocols: string[], offered: boolean): Promise<Response> {

@@ -137,6 +137,7 @@ class Connect implements fc.AsyncCommand<Model, Real> {
     res.webSocket!.accept();
     const client = new TestClient(res.webSocket!, res);
     client.authed = await client.nextOf("sys", "authed");
+    await client.pingAtOpen(); // as clients do (SPEC v1.2): else the room ends a silent socket after 10 s
     const sessionSince = m.live.filter((x) => x.sid === sid && !want.evicts.includes(x)).map((x) => x.since);
     const since = sessionSince.length > 0 ? Math.min(...sessionSince) : Date.now();
     for (const gone of [...want.evicts, ...(want.replaces ? [want.replaces] : [])]) m.expectClosed.push({ client: gone.client, code: 4004 });

@@ -50,6 +50,8 @@ export class TestClient {
   /** Presence syncs received (SPEC section 4: right after authed). */
   readonly syncs: Envelope[] = [];
   authed!: Envelope;
+  /** Pongs that answer the helper's own `ping` at open: kept out of the inbox and the logs. */
+  private ownPongs = 0;
 
   readonly ws: WebSocket;
   readonly res: Response;
@@ -64,6 +66,11 @@ export class TestClient {
       const d = ev.data as string | ArrayBuffer | Blob;
       this.chain = this.chain.then(async () => {
         if (typeof d === "string") {
+          if (d === "pong" && this.ownPongs > 0) {
+            this.ownPongs--;
+            this.wake();
+            return;
+          }
           let json: Envelope;
           try {
             json = JSON.parse(d);
@@ -192,6 +199,20 @@ export class TestClient {
     }
   }
 
+  /**
+   * The `ping` a client sends as soon as the socket opens (SPEC v1.2 section 2; the SDK does
+   * it): its first sign of life. Waits for the pong (or the close); the pong is not recorded.
+   */
+  async pingAtOpen(timeoutMs = 3000): Promise<void> {
+    try {
+      this.ws.send("ping");
+      this.ownPongs++;
+    } catch {
+      return; // closed already
+    }
+    await this.waitFor(() => (this.ownPongs === 0 || this.closeEvent ? true : undefined), "pong to the ping at open", timeoutMs);
+  }
+
   send(obj: unknown): void {
     this.ws.send(typeof obj === "string" ? obj : JSON.stringify(obj));
   }
@@ -219,10 +240,15 @@ export const isText =
 export const isBinary = (m: Incoming): boolean => m.kind === "binary";
 export const isSys = (type?: string) => isText((e) => e.svc === "sys" && (type === undefined || e.type === type));
 
-/** Open a socket and wait for `sys.authed`. Throws with the HTTP error if rejected. */
+/**
+ * Open a socket and wait for `sys.authed`, then send `ping` as a client does at open (SPEC
+ * v1.2) and wait for its pong: the room has then seen the session arrive. `ping: false`: a
+ * client that sends nothing. Throws with the HTTP error if rejected.
+ */
 export async function connect(
   params: Record<string, string | undefined>,
   headers: Record<string, string> = {},
+  opts: { ping?: boolean } = {},
 ): Promise<TestClient> {
   const res = await upgrade(wsUrl(params), headers);
   if (res.status !== 101 || !res.webSocket) {
@@ -231,6 +257,7 @@ export async function connect(
   res.webSocket.accept();
   const client = new TestClient(res.webSocket, res);
   client.authed = await client.nextOf("sys", "authed");
+  if (opts.ping !== false) await client.pingAtOpen();
   return client;
 }
 

@@ -187,6 +187,7 @@ async function connect(m: Model, user: string, sid: string, wantsResume: boolean
     res.webSocket!.accept();
     const client = new TestClient(res.webSocket!, res);
     client.authed = await client.nextOf("sys", "authed");
+    await client.pingAtOpen(); // as clients do (SPEC v1.2): the session arrives, and is announced
     m.epoch ??= client.authed.data.epoch;
     if (old?.live) m.expectClosed.push({ client: old.conns.at(-1)!.client, code: 4004 });
     if (old && resume) {
@@ -260,7 +261,11 @@ class Chat implements fc.AsyncCommand<Model, unknown> {
   async run(m: Model): Promise<void> {
     const s = pick(m, this.i);
     const n = m.nextChat++;
-    s.conns.at(-1)!.client.send({ v: 1, svc: "chat", type: "say", data: { n } });
+    // Acked, so that settling waits until the room relayed it (with every other session away, nothing
+    // else would show it arrived, and a session that joins next would be in its audience).
+    const seq = s.nextSeq++;
+    s.conns.at(-1)!.client.send({ v: 1, svc: "chat", type: "say", seq, flags: 4, data: { n } });
+    s.asked.push(seq);
     for (const o of m.sessions) if (o !== s) o.chats.push(n);
     return settle(m);
   }

@@ -3,6 +3,8 @@
  * offered `wsprism.v1` gets the permanent refusals (400, 401, 403, 409) on an
  * accepted socket: one `sys.error {code,msg}`, then close 4000 + status with the
  * code as the reason. No room object is touched. 426, 429 and 503 stay HTTP.
+ * v1.2: the gateway ends such a socket within 5 s even if the client never
+ * answers the close.
  */
 import { describe, expect, it } from "vitest";
 import { RoomObject } from "../../src/room/room.ts";
@@ -77,5 +79,22 @@ describe("permanent refusals on a socket, for clients that offered wsprism.v1", 
     expect(full.headers.get("Retry-After")).not.toBeNull();
     a.close();
     b.close();
+  });
+
+  it("v1.2: a client that never answers the close finds its socket ended within 5 s", async () => {
+    // A workerd-internal client answers a close as soon as it reads it, so this one never reads:
+    // it never answers. Left alone, the refusal (error, close) would still be waiting for it.
+    const before = RoomObject.constructed;
+    const res = await upgrade(wsUrl({ tenant: "no-such-tenant", room: "r", ticket: "dev:a" }), V1);
+    expect(res.status).toBe(101);
+    await new Promise((r) => setTimeout(r, 5_000));
+    const ws = res.webSocket!;
+    const frames: unknown[] = [];
+    ws.addEventListener("message", (e) => frames.push(e.data));
+    const c = new TestClient(ws, res);
+    ws.accept();
+    expect(await c.closed(500)).toMatchObject({ code: 1006 }); // the gateway dropped its end: gone, not still open
+    expect(frames).toEqual([]);
+    expect(RoomObject.constructed).toBe(before);
   });
 });
