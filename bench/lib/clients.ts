@@ -64,6 +64,7 @@ function attempt(spec: ConnectSpec, timeoutMs: number): Promise<Attempt> {
           const m = JSON.parse(data.toString("utf8")) as { svc?: string; type?: string; data?: { slot?: number } };
           if (m.svc === "sys" && m.type === "authed") {
             conn.slot = m.data?.slot ?? null;
+            ws.send("ping"); // as clients do at open (SPEC v1.2 section 2): the session arrives
             done({ ok: true, conn });
             return;
           }

@@ -199,6 +199,7 @@ function open(u: string, timeoutMs: number): Promise<{ ws: WebSocket; t0: number
       const t = now();
       const m = envelope(data);
       if (m?.svc === "sys" && m.type === "authed") {
+        ws.send("ping"); // as clients do at open (SPEC v1.2 section 2): the session arrives
         clearTimeout(timer);
         resolve({ ws, t0, tAuthed: t, authed: m.data, frames });
       } else frames.push({ t, m });

@@ -242,7 +242,7 @@ export class RoomObject extends DurableObject<Env> {
         this.closeMember(s.ws, e.code, e.reason);
         return;
       case "state":
-        return this.apply(s, t, stateVerdict(s, t, this.state.update(e.frame, s.att.slot, t, () => this.members.all()), e.seq));
+        return this.apply(s, t, stateVerdict(s, t, this.state.update(e.frame, s.att.slot, t, () => this.members.all(), s.att.user), e.seq));
       case "origin": {
         const pushed = this.bridge.enqueue(e.svc, e.service, e.event, e.ack, s.att.cid ?? s.att.trace);
         if (pushed === "ok" && e.ack) this.accepted(s, t, e.event.seq!, false);

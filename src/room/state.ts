@@ -72,7 +72,7 @@ interface SlotUse {
   bytes: number;
 }
 
-type MemberList = () => Iterable<[WebSocket, { slot: number }]>;
+type MemberList = () => Iterable<[WebSocket, { slot: number; user?: string }]>;
 
 export function stateTickMs(t: TenantPolicy): number | null {
   let hz = 0;
@@ -170,7 +170,7 @@ export class StateTable {
    * `share` (the sender's quarter of the budget), `bytes` (the room's budget).
    * A refusal changes nothing.
    */
-  update(frame: HotFrame, slot: number, t: TenantPolicy, members: MemberList): StateRefusal | null {
+  update(frame: HotFrame, slot: number, t: TenantPolicy, members: MemberList, user?: string): StateRefusal | null {
     const len = outboundLength(frame);
     if (len > MAX_STATE_FRAME) return "too_large";
     const key = stateKey(slot, frame.svc, frame.op);
@@ -178,12 +178,25 @@ export class StateTable {
     const use = this.bySlot.get(slot);
     if (!old && (use?.keys ?? 0) >= MAX_KEYS_PER_SENDER) return "keys";
     const growth = old ? len - old.frame.byteLength : len + KEY_OVERHEAD_BYTES;
-    if (growth > 0 && (use?.bytes ?? 0) + growth > senderShare(t)) return "share";
+    if (growth > 0 && this.userBytes(slot, user, members) + growth > senderShare(t)) return "share";
     if (growth > 0 && this.used + growth > t.limits.max_state_bytes) return "bytes";
     this.set(key, slot, encodeOutbound(frame, slot), ++this.version);
     this.dirty.add(key);
     this.ensureTicking(t, members);
     return null;
+  }
+
+  /**
+   * What the sender's user keeps over all its sockets (the quarter is per user, as the
+   * outbox share is: more sids must not buy more of the room). Only growing frames ask,
+   * so a scan of the members is not paid by the steady stream of same-size updates.
+   */
+  private userBytes(slot: number, user: string | undefined, members: MemberList): number {
+    const slots = new Set<number>([slot]);
+    if (user !== undefined) for (const [, a] of members()) if (a.user === user) slots.add(a.slot);
+    let n = 0;
+    for (const s of slots) n += this.bySlot.get(s)?.bytes ?? 0;
+    return n;
   }
 
   /** A new member: its first batch holds every current state of the others. */

@@ -71,6 +71,19 @@ describe("state storage: a quarter of max_state_bytes per sender", () => {
     expect(kept.get(`${b.authed.data.slot}:1`)).toEqual({ len: 11, value: 7 });
   });
 
+  it("one user with several sids keeps a quarter in all (found by retrying the attack live: 8 sids filled the room)", async () => {
+    const room = uniqueRoom("share-user");
+    const sids: TestClient[] = [];
+    for (let i = 0; i < 4; i++) sids.push(await connect({ tenant: TENANT, room, ticket: "dev:mallory", sid: `hog-${i}` }));
+    for (const [i, a] of sids.entries()) a.sendHot(3, 1, payload(20_000, i), i + 1); // 20,070 each: the third is over the user's quarter
+    const refused = (await Promise.all(sids.map((a) => errorsWithin(a)))).flat();
+    expect(refused.map((e) => e.code)).toEqual(["RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"]);
+    expect(await bytes(room)).toBeLessThanOrEqual(SHARE);
+    const b = await join("bob", room);
+    b.sendHot(3, 1, payload(11, 7), 1);
+    expect(await errorsWithin(b)).toEqual([]);
+  });
+
   it("the share counts a sender's growth and frees what a smaller replacement gives back", async () => {
     const room = uniqueRoom("share-growth");
     const a = await join("alice", room);
