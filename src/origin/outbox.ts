@@ -184,7 +184,7 @@ export class Outbox {
    * always when the stream has rows in storage) it is written before anyone is
    * answered; otherwise it is held in memory until persist(). With `shed`, a
    * message for a stream whose oldest event waited past BACKLOG_SHED_MS is refused
-   * if its sender holds at least an equal part of the stream's waiting messages.
+   * if its sender holds strictly more of the stream's waiting messages than any other user.
    */
   push(svc: string, event: OriginEvent, ack: boolean, now: number, shed = false, durable = true, cid = event.trace_id): PushResult {
     const message = event.kind === "message";

@@ -13,12 +13,10 @@
  *  - Sizes are the UTF-8 bytes of the event's JSON.
  *  - Shedding (`overPart`): when a healthy stream has fallen behind (its oldest
  *    waiting event is older than BACKLOG_SHED_MS), a message is refused only if
- *    its sender holds at least SHED_FLOOR of the stream's waiting messages and at
- *    least an equal part of them: held × senders ≥ waiting, where `senders` is
- *    the number of users with messages waiting in the stream (in flight
- *    included). The biggest holder always qualifies; a member holding less than
- *    an equal part (or fewer than SHED_FLOOR) is accepted, however much another
- *    member floods.
+ *    its sender holds at least SHED_FLOOR of the stream's waiting messages (in
+ *    flight included) and strictly more of them than any other user: the biggest
+ *    holder goes first, and a member holding no more than another is accepted,
+ *    however much that other floods.
  *
  * The tallies are computed from storage once per stream and wake, then kept up
  * to date by push and finish: never a scan per event.
@@ -93,10 +91,17 @@ export class StreamShares {
     return this.lifecycle.events + 1 > limits.events || this.lifecycle.bytes + bytes > limits.bytes ? "stream_full" : null;
   }
 
-  /** Whether `user` holds at least an equal part of the stream's waiting messages (and SHED_FLOOR): shed first. */
+  /**
+   * Whether `user` is the one to shed: it holds at least SHED_FLOOR of the stream's
+   * waiting messages and strictly more than any other user. A member holding no more
+   * than another is never shed, however much that other floods (an equal-part rule
+   * shed light senders too once a flooder kept the backlog refilled).
+   */
   overPart(user: string): boolean {
     const held = this.users.get(user)?.events ?? 0;
-    return held >= SHED_FLOOR && held * this.users.size >= this.messages.events;
+    if (held < SHED_FLOOR) return false;
+    for (const [other, t] of this.users) if (other !== user && t.events >= held) return false;
+    return true;
   }
 }
 

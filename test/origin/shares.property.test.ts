@@ -6,9 +6,9 @@
  *
  * Invariant (checked on every push, independently of the model's own answer):
  *  - a message whose sender's holdings in that stream plus the message fit its
- *    quarter, and which is not over its part of a late healthy stream (it holds
- *    fewer than SHED_FLOOR or less than an equal part of that stream's waiting
- *    messages), is accepted, whatever the other users, the other streams and the
+ *    quarter, and whose sender is not the biggest holder of a late healthy stream
+ *    (it holds fewer than SHED_FLOOR of its waiting messages, or no more than
+ *    another user), is accepted, whatever the other users, the other streams and the
  *    open/close events hold (three users cannot fill a stream with quarters);
  *  - an open/close is accepted while its stream's open/close events are below
  *    their budget, whatever the messages hold.
@@ -68,9 +68,9 @@ function expected(m: Model, svc: Svc, kind: Kind, user: string, bytes: number): 
 }
 function overPart(rows: MRow[], user: string): boolean {
   const waiting = msgs(rows);
-  const held = waiting.filter((r) => r.user === user).length;
-  const senders = new Set(waiting.map((r) => r.user)).size;
-  return held >= SHED_FLOOR && held * senders >= waiting.length;
+  const held = (u: string) => waiting.filter((r) => r.user === u).length;
+  const others = new Set(waiting.map((r) => r.user).filter((u) => u !== user));
+  return held(user) >= SHED_FLOOR && [...others].every((u) => held(u) < held(user));
 }
 
 /** The invariant, stated from the sender's own holdings in the stream only. */

@@ -54,7 +54,7 @@ describe("shedding past capacity", () => {
     b.send(chat(1)); // bob holds nothing of it: within his share
     a.send(chat(7)); // alice holds all of it: refused
     expect((await a.next((e) => e.type === "error", 3000)).data).toMatchObject({ code: "RESOURCE_EXHAUSTED", seq: 7 });
-    b.send(chat(2)); // bob holds 1 of 7 (2 senders): still below his part
+    b.send(chat(2)); // bob holds 1 of 7: alice holds more, so only she is shed
     const acks = [(await b.nextOf("sys", "ack", 8000)).data.seq, (await b.nextOf("sys", "ack", 8000)).data.seq];
     expect(acks).toEqual([1, 2]);
     expect(b.inbox.filter((m) => m.kind === "text" && m.json.type === "error")).toEqual([]);
