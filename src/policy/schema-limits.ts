@@ -17,8 +17,8 @@ export const LimitsSchema = strict({
   max_rooms_total: int(0, undefined, " (0 = unlimited)").default(DEFAULTS.limits.max_rooms_total).meta({
     description: "Rooms of the tenant with at least one session. 0 = unlimited (default).",
   }),
-  max_users_per_room: int(0, 65535, " (0 = unlimited)").default(DEFAULTS.limits.max_users_per_room).meta({
-    description: "Sessions in one room (slots are u16). 0 = unlimited (default).",
+  max_users_per_room: int(0, 32768, " (0 = unlimited; a room is one object, which holds at most 32,768 sockets)").default(DEFAULTS.limits.max_users_per_room).meta({
+    description: "Distinct users in one room (ghosts included). At most 32,768: a room is one Durable Object, which holds at most that many sockets. 0 = no cap below the runtime's (default).",
   }),
   max_rooms_per_user: int(0, undefined, " (0 = unlimited)").default(DEFAULTS.limits.max_rooms_per_user).meta({
     description: "Rooms one user may be in at once. 0 = unlimited (default).",

@@ -39,6 +39,8 @@ export interface Attachment {
 }
 
 export const MAX_SLOT = 0xffff;
+/** The runtime's WebSockets per object (SPEC v1.2 section 12): a room holding this many refuses a newcomer (503). */
+export const MAX_SOCKETS = 32_768;
 
 const CLOSED = 3;
 
@@ -172,6 +174,7 @@ export class Members {
       return { ok: true, slot: existing[1].slot, replaces: existing[0] };
     }
     // Ghosts keep their place (SPEC section 10): their users count as in the room.
+    if (this.size() >= MAX_SOCKETS) return { ok: false, code: "RESOURCE_EXHAUSTED" };
     if (maxUsers > 0 && !this.hasUser(user) && !reserved.users?.has(user) && this.distinctUsers(reserved.users) >= maxUsers) {
       return { ok: false, code: "RESOURCE_EXHAUSTED" };
     }
