@@ -38,6 +38,7 @@ export function retryAfterSeconds(b: Bucket, rps: number): number {
 }
 
 const SHARED_BUCKET_KEY = "rl:tenant";
+const SAVE_SHARED_EVERY_MS = 1_000;
 
 /**
  * Where the inbound pipeline's buckets live: a session's in its attachment, the
@@ -101,6 +102,22 @@ export class RateStore {
     );
   }
 
+  /** When the shared bucket was last written (this instance). */
+  private sharedSavedAt = 0;
+
+  /**
+   * The shared bucket lives in memory and is written at most once a second (SPEC v1.2
+   * section 12), without holding this turn's sends for the commit (`allowUnconfirmed`):
+   * a wake reads back at most a second's worth of tokens too many.
+   */
+  private saveShared(now: number): void {
+    if (!this.bucket || now - this.sharedSavedAt < SAVE_SHARED_EVERY_MS) return;
+    this.sharedSavedAt = now;
+    this.storage.put(SHARED_BUCKET_KEY, { ...this.bucket }, { allowUnconfirmed: true }).catch(() => {
+      this.sharedSavedAt = 0; // try again with the next frame
+    });
+  }
+
   shared(t: TenantPolicy, now: number): Bucket {
     return (this.bucket ??= this.storage.kv.get<Bucket>(SHARED_BUCKET_KEY) ?? fullBucket(t.policy.rate_limit_burst, now));
   }
@@ -111,7 +128,7 @@ export class RateStore {
    * sender at its limit a fresh burst; otherwise at most once a second).
    */
   save(s: { ws: WebSocket; att: Attachment }, shared: boolean, now: number): void {
-    if (shared) this.storage.kv.put(SHARED_BUCKET_KEY, this.bucket);
+    if (shared) this.saveShared(now);
     if (!shared && s.att.rl.tokens < 1) this.members.save(s.ws, s.att, now);
     else this.members.saveSoon(s.ws, s.att, now);
   }
