@@ -13,7 +13,10 @@
  * another session's private ones, even one that held the same sid before.
  *
  * Bounds (v1.2): kept for `window_s`, at most `max_bytes`; what is trimmed moves
- * the floor, below which a resume is `too_old`. A row may name its owner (the
+ * the floor, below which a resume is `too_old`. A logged frame costs two rows
+ * written over its life, its insert and its delete: no index row, and the floor is
+ * written only when a trim empties the log (else it is read back as just below
+ * the oldest row). A row may name its owner (the
  * session whose message caused it); no owner keeps more than a quarter of
  * `max_bytes`: beyond it, the owner's own oldest rows leave the log first, so a
  * member sending large frames cannot push everyone else's history out. A
@@ -55,6 +58,12 @@ export const OWNER_SHARE = 4;
 const encoder = new TextEncoder();
 const FLOOR_KEY = "history:floor";
 
+/** One owner's rows in the log, oldest first, and their bytes (kept in memory: no index on owner). */
+interface Held {
+  bytes: number;
+  rows: Array<{ off: number; bytes: number }>;
+}
+
 /** Rows addressed to a reader after an offset (exactly one of to_cid, to_sid, to_user, or none: the room). */
 const ADDRESSED = `off > ? AND (to_cid = ? OR to_sid = ? OR to_user = ?
   OR (to_cid IS NULL AND to_sid IS NULL AND to_user IS NULL
@@ -62,7 +71,7 @@ const ADDRESSED = `off > ? AND (to_cid = ? OR to_sid = ? OR to_user = ?
 
 export class History {
   private readonly storage: DurableObjectStorage;
-  private state: { epoch: string; head: number; floor: number; bytes: number; oldestAt: number | null; owners: Map<string, number> } | null = null;
+  private state: { epoch: string; head: number; floor: number; bytes: number; oldestAt: number | null; owners: Map<string, Held> | null } | null = null;
   /** Rows the trims of this instance read (a test keeps trimming cheap at the cap). */
   trimReads = 0;
   /** Rows the replays of this instance read from storage (a test keeps a resume bounded by what it replays). */
@@ -83,18 +92,21 @@ export class History {
     const cols = new Set(sql.exec<{ name: string }>("PRAGMA table_info(history)").toArray().map((c) => c.name));
     if (!cols.has("to_cid")) sql.exec("ALTER TABLE history ADD COLUMN to_cid TEXT");
     if (!cols.has("owner")) sql.exec("ALTER TABLE history ADD COLUMN owner TEXT");
-    sql.exec("CREATE INDEX IF NOT EXISTS history_owner ON history (owner, off) WHERE owner IS NOT NULL");
+    // No index on owner: an index row doubles what each logged frame writes (SPEC v1.2 section 12: at most
+    // two rows a frame, trims included). Owners' rows are tracked in memory instead (ownersMap).
+    sql.exec("DROP INDEX IF EXISTS history_owner");
     let epoch = this.storage.kv.get<string>(EPOCH_KEY);
     if (!epoch) {
       epoch = mintEpoch();
       this.storage.kv.put(EPOCH_KEY, epoch);
     }
-    const floor = this.storage.kv.get<number>(FLOOR_KEY) ?? 0;
-    const row = sql.exec<{ head: number | null; bytes: number | null; oldest: number | null }>(
-      "SELECT MAX(off) AS head, SUM(bytes) AS bytes, MIN(at) AS oldest FROM history",
+    const row = sql.exec<{ head: number | null; first: number | null; bytes: number | null; oldest: number | null }>(
+      "SELECT MAX(off) AS head, MIN(off) AS first, SUM(bytes) AS bytes, MIN(at) AS oldest FROM history",
     ).one();
-    // Owners' bytes are read when first needed, one owner at a time (by its index), not at every wake.
-    this.state = { epoch, head: Math.max(row.head ?? 0, floor), floor, bytes: row.bytes ?? 0, oldestAt: row.oldest, owners: new Map() };
+    // The floor is written only when a trim empties the log; otherwise it is just below the oldest row
+    // (trims write no floor row: a logged frame's insert and its eventual delete are its two rows).
+    const floor = Math.max(this.storage.kv.get<number>(FLOOR_KEY) ?? 0, row.first === null ? 0 : row.first - 1);
+    this.state = { epoch, head: Math.max(row.head ?? 0, floor), floor, bytes: row.bytes ?? 0, oldestAt: row.oldest, owners: null };
     return this.state;
   }
 
@@ -113,7 +125,7 @@ export class History {
     const off = s.head + 1;
     const stamped = `${frame.slice(0, -1)},"off":${off}}`;
     const bytes = encoder.encode(stamped).byteLength; // UTF-8 bytes, not UTF-16 code units
-    const held = owner === undefined ? 0 : this.ownerBytes(owner); // before this row is in storage
+    const mine = owner === undefined ? undefined : this.heldBy(owner); // read before this row is in storage
     this.storage.sql.exec(
       "INSERT INTO history (off, at, bytes, frame, to_sid, to_user, excl, to_cid, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       off,
@@ -129,53 +141,56 @@ export class History {
     s.head = off;
     s.bytes += bytes;
     s.oldestAt ??= now;
-    if (owner !== undefined) {
-      s.owners.set(owner, held + bytes);
-      this.trimOwner(owner, limits);
+    if (owner !== undefined && mine) {
+      mine.bytes += bytes;
+      mine.rows.push({ off, bytes });
+      this.trimOwner(mine, limits);
     }
     this.trim(limits, now);
     return stamped;
   }
 
-  /** Bytes the log holds for `owner` (read once per owner and instance, then kept). */
+  /** Bytes the log holds for `owner`. */
   ownerBytes(owner: string): number {
-    const owners = this.load().owners;
-    let n = owners.get(owner);
-    if (n === undefined) {
-      n = this.storage.sql.exec<{ n: number | null }>("SELECT SUM(bytes) AS n FROM history WHERE owner = ?", owner).one().n ?? 0;
-      owners.set(owner, n);
+    return this.ownersMap().get(owner)?.bytes ?? 0;
+  }
+
+  /** What one owner holds (created empty). */
+  private heldBy(owner: string): Held {
+    const owners = this.ownersMap();
+    let h = owners.get(owner);
+    if (!h) owners.set(owner, (h = { bytes: 0, rows: [] }));
+    return h;
+  }
+
+  /** Every owner's rows, oldest first: one read of the owned rows the first time an instance needs them. */
+  private ownersMap(): Map<string, Held> {
+    const s = this.load();
+    if (s.owners) return s.owners;
+    const owners = new Map<string, Held>();
+    const rows = this.storage.sql.exec<{ off: number; bytes: number; owner: string }>("SELECT off, bytes, owner FROM history WHERE owner IS NOT NULL ORDER BY off");
+    for (const r of rows) {
+      let h = owners.get(r.owner);
+      if (!h) owners.set(r.owner, (h = { bytes: 0, rows: [] }));
+      h.bytes += r.bytes;
+      h.rows.push({ off: r.off, bytes: r.bytes });
     }
-    return n;
+    return (s.owners = owners);
   }
 
   /** An owner over its share loses its own oldest rows (never the newest one it just logged). */
-  private trimOwner(owner: string, limits: HistoryLimits): void {
+  private trimOwner(h: Held, limits: HistoryLimits): void {
     const s = this.load();
     const share = Math.floor(limits.max_bytes / OWNER_SHARE);
-    let held = s.owners.get(owner) ?? 0;
-    if (held <= share) return;
-    const sql = this.storage.sql;
-    let last = 0;
+    let k = 0;
     let dropped = 0;
-    for (let done = false; !done; ) {
-      const page = sql.exec<{ off: number; bytes: number }>("SELECT off, bytes FROM history WHERE owner = ? AND off > ? AND off < ? ORDER BY off LIMIT ?", owner, last, s.head, TRIM_PAGE).toArray();
-      this.trimReads += page.length;
-      done = page.length < TRIM_PAGE;
-      for (const r of page) {
-        if (held <= share) {
-          done = true;
-          break;
-        }
-        held -= r.bytes;
-        dropped += r.bytes;
-        last = r.off;
-      }
-    }
-    if (last === 0) return;
-    sql.exec("DELETE FROM history WHERE owner = ? AND off <= ?", owner, last);
-    s.owners.set(owner, held);
+    while (h.bytes - dropped > share && k < h.rows.length - 1) dropped += h.rows[k++]!.bytes;
+    if (k === 0) return;
+    const gone = h.rows.splice(0, k);
+    for (const r of gone) this.storage.sql.exec("DELETE FROM history WHERE off = ?", r.off);
+    h.bytes -= dropped;
     s.bytes -= dropped;
-    s.oldestAt = sql.exec<{ at: number }>("SELECT at FROM history ORDER BY off LIMIT 1").toArray()[0]?.at ?? null;
+    s.oldestAt = this.storage.sql.exec<{ at: number }>("SELECT at FROM history ORDER BY off LIMIT 1").toArray()[0]?.at ?? null;
   }
 
   /** Drop what is older than the window or beyond the byte budget; the floor follows. */
@@ -211,13 +226,15 @@ export class History {
     s.floor = last;
     s.bytes = kept;
     for (const [owner, n] of freed) {
-      const held = s.owners.get(owner);
-      if (held === undefined) continue; // not read yet: read from storage when needed
-      if (held - n > 0) s.owners.set(owner, held - n);
-      else s.owners.delete(owner);
+      const h = s.owners?.get(owner);
+      if (!h) continue; // not read yet: read from storage when needed
+      h.bytes -= n;
+      while (h.rows.length > 0 && h.rows[0]!.off <= last) h.rows.shift();
+      if (h.rows.length === 0) s.owners!.delete(owner);
     }
     s.oldestAt = sql.exec<{ at: number }>("SELECT at FROM history ORDER BY off LIMIT 1").toArray()[0]?.at ?? null;
-    this.storage.kv.put(FLOOR_KEY, last);
+    // Only an empty log needs the floor written: otherwise it is read back as just below the oldest row.
+    if (s.oldestAt === null) this.storage.kv.put(FLOOR_KEY, last);
   }
 
   /**

@@ -34,6 +34,51 @@ function rowsRead(state: DurableObjectState, fn: () => void): number {
   return cursors.reduce((n, c) => n + c.rowsRead, 0);
 }
 
+/** Rows written by every SQL statement and KV write (one each, as billed) while `fn` runs. */
+function rowsWritten(state: DurableObjectState, fn: () => void): number {
+  const sql = state.storage.sql;
+  const exec = sql.exec.bind(sql);
+  const kv = state.storage.kv;
+  const [put, del] = [kv.put.bind(kv), kv.delete.bind(kv)];
+  const cursors: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
+  let kvWrites = 0;
+  (sql as { exec: unknown }).exec = (query: string, ...args: SqlStorageValue[]) => {
+    const c = exec(query, ...args);
+    cursors.push(c);
+    return c;
+  };
+  kv.put = ((k: string, v: unknown) => (kvWrites++, put(k, v))) as typeof kv.put;
+  kv.delete = ((k: string) => (kvWrites++, del(k))) as typeof kv.delete;
+  try {
+    fn();
+  } finally {
+    (sql as { exec: unknown }).exec = exec;
+    kv.put = put;
+    kv.delete = del;
+  }
+  for (const c of cursors) c.toArray(); // a cursor counts what it wrote once it ran to its end
+  return cursors.reduce((n, c) => n + c.rowsWritten, 0) + kvWrites;
+}
+
+describe("history: rows written per logged frame (SPEC v1.2 section 12)", () => {
+  for (const owned of [false, true]) {
+    it(`a log at its byte cap: 500 more frames${owned ? " (each with its sender as owner)" : ""} cost at most 2 rows written each, trims included`, async () => {
+      await runInDurableObject(stub(), (_o: RoomObject, state: DurableObjectState) => {
+        const h = new History(state.storage);
+        const f = frame("x".repeat(200));
+        const limits = { window_s: 3600, max_bytes: 1000 * 250 };
+        for (let i = 0; i < 1500; i++) h.record(f, { room: true, except: [] }, limits, 1000 + i, owned ? `c${i % 10}` : undefined);
+        const written = rowsWritten(state, () => {
+          for (let i = 0; i < 500; i++) h.record(f, { room: true, except: [] }, limits, 5000 + i, owned ? `c${i % 10}` : undefined);
+        });
+        // Each frame is inserted once and deleted once over its life (no floor row, no index row): 2 rows.
+        // The window's deletes may take a few frames logged before it, so allow that much slack.
+        expect(written).toBeLessThanOrEqual(2 * 500 + 4);
+      });
+    });
+  }
+});
+
 describe("history bounds", () => {
   it("a resume over 2,000 logged frames with max_messages 20 reads a bounded number of rows, not the log", async () => {
     await runInDurableObject(stub(), (_o: RoomObject, state: DurableObjectState) => {

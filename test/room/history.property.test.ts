@@ -135,6 +135,9 @@ class Restart implements fc.Command<Model, Real> {
   check = () => true;
   run(m: Model, r: Real) {
     r.history = new History(r.state.storage); // everything was written in the turn: nothing lost
+    // The floor is read back as just below the oldest row (trims write no floor row): rows an owner's
+    // share removed from the front of the log count as trimmed from then on (a resume there is too_old).
+    if (m.rows.length > 0) m.floor = Math.max(m.floor, m.rows[0]!.off - 1);
   }
   toString = () => "restart";
 }
