@@ -374,7 +374,7 @@ describe("compilePolicies: errors with file:line:col and key path", () => {
   it("out-of-range number", () => {
     expect(errorsOf(`${HEAD}    limits:\n      max_frame_bytes: 10\n      max_users_per_room: 70000\n      max_state_bytes: 16777217\n`)).toEqual([
       "policies/t.yaml:6:24: tenants[0].limits.max_frame_bytes: expected an integer between 64 and 1048576, got 10",
-      "policies/t.yaml:7:27: tenants[0].limits.max_users_per_room: expected an integer between 0 and 65535 (0 = unlimited), got 70000",
+      "policies/t.yaml:7:27: tenants[0].limits.max_users_per_room: expected an integer between 0 and 32768 (0 = unlimited; a room is one object, which holds at most 32,768 sockets), got 70000",
       "policies/t.yaml:8:24: tenants[0].limits.max_state_bytes: expected an integer between 1024 and 16777216, got 16777217",
     ]);
     expect(errorsOf(`${HEAD}    policy: { rate_limit_rps: 0, rate_limit_burst: 1.5 }\n`)).toEqual([
