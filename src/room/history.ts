@@ -251,8 +251,9 @@ export class History {
     const after = Math.max(from.off, who.start);
     const sql = this.storage.sql;
     const args = [who.cid, who.sid, who.user, who.sid] as const;
-    const counted = sql.exec<{ off: number }>(`SELECT off FROM history WHERE ${ADDRESSED} ORDER BY off LIMIT ?`, after, ...args, maxMessages + 1);
-    const count = counted.toArray().length;
+    // Counted in SQL (no row reaches JavaScript): one wake never materialises more than a page of the log.
+    const counted = sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM (SELECT 1 FROM history WHERE ${ADDRESSED} LIMIT ?)`, after, ...args, maxMessages + 1);
+    const count = counted.one().n;
     this.replayReads += counted.rowsRead;
     if (count > maxMessages) return { refused: "too_many" };
     const stream = (send: (frame: string) => void): void => {
